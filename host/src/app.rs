@@ -1,0 +1,110 @@
+//! Builds the server from a [`Config`] and runs it until a shutdown future
+//! resolves: tests start it on `127.0.0.1:0`, `main` wires it to signals.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::policy::{Policies, PolicyConfig};
+use crate::presence::{Presence, PresenceTasks};
+use crate::store::Store;
+
+/// How long open WebSocket sessions get to finish after shutdown begins.
+pub const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tasks: PresenceTasks,
+    /// Every WebSocket session holds a token, so shutdown can wait for them.
+    sessions: TaskTracker,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
+        store.migrate().await.context("running migrations")?;
+        if config.redis_url.is_none() {
+            // Alone, nobody can be online before we start: clear what a crash left.
+            store.reset_statuses().await.context("resetting statuses")?;
+        }
+        let auth = Auth::from_config(&config)?;
+        let policies = Policies::load(&PolicyConfig {
+            plugin_dir: config.plugin_dir.clone(),
+            call_deadline: config.plugin_call_deadline(),
+            memory_limit: config.limits.plugin_memory_bytes,
+        })
+        .context("loading policy plugins")?;
+        let (presence, tasks) = Presence::start(store, Arc::new(policies), config.limits.clone());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let sessions = TaskTracker::new();
+        let state = AppState {
+            presence,
+            auth: Arc::new(auth),
+            shutdown: CancellationToken::new(),
+            sessions: sessions.clone(),
+        };
+        Ok(Application { listener, state, tasks, sessions })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn presence(&self) -> Arc<Presence> {
+        self.state.presence.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection,
+    /// flushes pending `last_seen` writes and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, state, tasks, sessions } = self;
+        let addr = listener.local_addr()?;
+        let cancel = state.shutdown.clone();
+        let presence = state.presence.clone();
+        let listener = listener.tap_io(|tcp| {
+            // Small frames must not wait for Nagle + delayed ACK.
+            let _ = tcp.set_nodelay(true);
+        });
+        tracing::info!(%addr, "presence listening");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                cancel.cancel();
+            })
+            .await?;
+        sessions.close();
+        if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
+            tracing::warn!("sessions still open after the drain timeout");
+        }
+        tasks.shutdown(&presence).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}

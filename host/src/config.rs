@@ -1,0 +1,194 @@
+//! One typed configuration, loaded once from a TOML file, then the
+//! environment, then command-line flags, and passed down from `main`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Default listen address (SPEC §9).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default database: an SQLite file in the working directory (SPEC §9).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://presence.db";
+/// Where generated secrets are kept when none are configured.
+pub const DEFAULT_DATA_DIR: &str = "presence-data";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP and WebSocket server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://file`, `sqlite::memory:` or `postgres://…`.
+    pub database_url: String,
+    /// Cluster fan-out; unused on a single node.
+    pub redis_url: Option<String>,
+    /// HS256 secret for user tokens; generated into `data_dir` when absent.
+    pub jwt_secret: Option<String>,
+    /// PEM public key file; when set, tokens are verified with `jwt_algorithm`.
+    pub jwt_public_key: Option<PathBuf>,
+    /// `HS256` (default), `RS256` or `ES256`.
+    pub jwt_algorithm: String,
+    /// Bearer key of the admin API; generated into `data_dir` when absent.
+    pub admin_key: Option<String>,
+    /// Directory with `typing.wasm`, `status.wasm`, `privacy.wasm` overriding the built-ins.
+    pub plugin_dir: Option<PathBuf>,
+    /// Holds generated secrets (mode 0600).
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+}
+
+/// Every hard limit of the server, documented where it is defined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest client frame; bigger ones close the connection with 1009 (SPEC §8).
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow reader and is dropped.
+    pub send_queue: usize,
+    /// Sustained client frames per second per connection (SPEC §8).
+    pub frames_per_sec: u32,
+    /// Burst of client frames allowed above the sustained rate.
+    pub frame_burst: u32,
+    /// Frames refused in one flood before the connection is closed with 1008.
+    pub flood_close_after: u32,
+    /// Ids in one batch status query (SPEC §5).
+    pub max_batch_ids: usize,
+    /// CPU time one plugin call may use before it is interrupted.
+    pub plugin_call_deadline_ms: u64,
+    /// Linear memory one plugin instance may grow to.
+    pub plugin_memory_bytes: usize,
+    /// Largest admin or REST JSON body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 16 * 1024,
+            send_queue: 256,
+            frames_per_sec: 50,
+            frame_burst: 100,
+            flood_close_after: 50,
+            max_batch_ids: 100,
+            plugin_call_deadline_ms: 10,
+            plugin_memory_bytes: 16 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            redis_url: None,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_algorithm: "HS256".to_owned(),
+            admin_key: None,
+            plugin_dir: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// File (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        Self::load_from(file, |k| std::env::var(k).ok())
+    }
+
+    /// File (if any), then `env` — split out so tests need no process environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("PRESENCE_LISTEN") {
+            self.listen = v.parse().with_context(|| format!("PRESENCE_LISTEN={v}"))?;
+        }
+        if let Some(v) = get("PRESENCE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("PRESENCE_REDIS_URL") {
+            self.redis_url = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_JWT_SECRET") {
+            self.jwt_secret = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_JWT_PUBLIC_KEY") {
+            self.jwt_public_key = Some(v.into());
+        }
+        if let Some(v) = get("PRESENCE_JWT_ALGORITHM") {
+            self.jwt_algorithm = v;
+        }
+        if let Some(v) = get("PRESENCE_ADMIN_KEY") {
+            self.admin_key = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_PLUGIN_DIR") {
+            self.plugin_dir = Some(v.into());
+        }
+        if let Some(v) = get("PRESENCE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("PRESENCE_MAX_FRAME_BYTES") {
+            self.limits.max_frame_bytes = v.parse().context("PRESENCE_MAX_FRAME_BYTES")?;
+        }
+        if let Some(v) = get("PRESENCE_SEND_QUEUE") {
+            self.limits.send_queue = v.parse().context("PRESENCE_SEND_QUEUE")?;
+        }
+        Ok(())
+    }
+
+    pub fn plugin_call_deadline(&self) -> Duration {
+        Duration::from_millis(self.limits.plugin_call_deadline_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("presence.toml");
+        std::fs::write(&file, "database_url = \"sqlite://a.db\"\n[limits]\nsend_queue = 8\n").unwrap();
+        let env = |k: &str| match k {
+            "PRESENCE_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "PRESENCE_ADMIN_KEY" => Some("k".to_owned()),
+            _ => None,
+        };
+        let c = Config::load_from(Some(&file), env).unwrap();
+        assert_eq!(c.database_url, "sqlite://a.db");
+        assert_eq!(c.limits.send_queue, 8);
+        assert_eq!(c.limits.max_frame_bytes, 16 * 1024);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.admin_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("presence.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        assert!(Config::load_from(Some(&file), |_| None).is_err());
+    }
+}

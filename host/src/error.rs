@@ -1,0 +1,65 @@
+//! The one error type of the HTTP API: it picks the status code and the
+//! envelope `{"success": false, "error": {code, message}}`, and never leaks internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("too many ids: at most {0}")]
+    TooManyIds(usize),
+    #[error("not found")]
+    NotFound,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
+            ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let message = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({"success": false, "error": {"code": code, "message": message}});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// `{"success": true, "data": …}`.
+pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
+    Json(json!({"success": true, "data": data}))
+}

@@ -1,0 +1,149 @@
+//! The admin API (SPEC §6): how the chat backend keeps profiles, membership,
+//! contacts and activity in sync. Every change updates the store first, then
+//! invalidates the caches, then applies its live effect (typing stops).
+
+use axum::extract::{Path, State};
+use axum::response::Json;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use super::extract::{Admin, Body, parse_uuid};
+use crate::error::{ApiError, ok};
+
+type Reply = Result<Json<serde_json::Value>, ApiError>;
+
+/// Longest username or display name accepted.
+pub const MAX_NAME_LEN: usize = 256;
+/// Most ids in one member or contact list.
+pub const MAX_LIST_IDS: usize = 100_000;
+
+#[derive(Deserialize)]
+pub struct ProfileBody {
+    username: String,
+    display_name: String,
+}
+
+pub async fn put_user(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<ProfileBody>) -> Reply {
+    let id = parse_uuid(&id)?;
+    if body.username.len() > MAX_NAME_LEN || body.display_name.len() > MAX_NAME_LEN {
+        return Err(ApiError::BadRequest(format!("names are limited to {MAX_NAME_LEN} bytes")));
+    }
+    let d = &state.presence.directory;
+    let record = d.store().upsert_profile(id, &body.username, &body.display_name).await?;
+    let p = d.put_profile(record);
+    Ok(ok(serde_json::json!({"id": p.id, "username": p.username, "display_name": p.display_name})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdList {
+    user_ids: Vec<Uuid>,
+}
+
+impl IdList {
+    fn checked(self) -> Result<Vec<Uuid>, ApiError> {
+        if self.user_ids.len() > MAX_LIST_IDS {
+            return Err(ApiError::TooManyIds(MAX_LIST_IDS));
+        }
+        Ok(self.user_ids)
+    }
+}
+
+pub async fn put_members(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<IdList>) -> Reply {
+    let conversation = parse_uuid(&id)?;
+    let users = body.checked()?;
+    let p = &state.presence;
+    let previous = p.store().replace_members(conversation, &users).await?;
+    for u in previous.iter().chain(users.iter()) {
+        p.directory.invalidate_conversations(u);
+    }
+    members_changed(&state, conversation).await?;
+    Ok(ok(serde_json::json!({"conversation_id": conversation, "members": p.directory.members(conversation).await?.len()})))
+}
+
+pub async fn add_member(State(state): State<AppState>, _: Admin, Path((id, user)): Path<(String, String)>) -> Reply {
+    let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
+    let added = state.presence.store().add_member(conversation, user).await?;
+    state.presence.directory.invalidate_conversations(&user);
+    members_changed(&state, conversation).await?;
+    Ok(ok(serde_json::json!({"added": added})))
+}
+
+pub async fn remove_member(State(state): State<AppState>, _: Admin, Path((id, user)): Path<(String, String)>) -> Reply {
+    let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
+    let removed = state.presence.store().remove_member(conversation, user).await?;
+    state.presence.directory.invalidate_conversations(&user);
+    members_changed(&state, conversation).await?;
+    Ok(ok(serde_json::json!({"removed": removed})))
+}
+
+/// Reloads the member set and stops the typing of anyone who left.
+async fn members_changed(state: &AppState, conversation: Uuid) -> Result<(), ApiError> {
+    let p = &state.presence;
+    p.directory.invalidate_members(&conversation);
+    let members = p.directory.members(conversation).await?;
+    p.typing.members_changed(p, conversation, members);
+    Ok(())
+}
+
+pub async fn put_contacts(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<IdList>) -> Reply {
+    let user = parse_uuid(&id)?;
+    let contacts = body.checked()?;
+    let d = &state.presence.directory;
+    let previous = d.store().replace_contacts(user, &contacts).await?;
+    d.invalidate_contacts(&user);
+    for c in previous.iter().chain(contacts.iter()) {
+        d.invalidate_watchers(c);
+    }
+    Ok(ok(serde_json::json!({"user_id": user, "contacts": d.contacts_of(user).await?.len()})))
+}
+
+#[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    MessageSent,
+    MessageRead,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityBody {
+    user_id: Uuid,
+    kind: ActivityKind,
+    #[serde(default)]
+    conversation_id: Option<Uuid>,
+}
+
+/// Activity seen by the chat backend: resets the idle clock (or moves an
+/// offline user's last seen); `message_sent` stops typing there.
+pub async fn activity(State(state): State<AppState>, _: Admin, Body(body): Body<ActivityBody>) -> Reply {
+    let p = &state.presence;
+    p.backend_activity(body.user_id);
+    if let (ActivityKind::MessageSent, Some(c)) = (body.kind, body.conversation_id) {
+        p.typing.stop(p, c, body.user_id);
+    }
+    Ok(ok(serde_json::json!({"user_id": body.user_id})))
+}
+
+/// `GET /api/v1/admin/plugins`: what runs in each policy slot.
+pub async fn plugins(State(state): State<AppState>, _: Admin) -> Reply {
+    let slots: Vec<_> = state
+        .presence
+        .policies
+        .slots()
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "slot": s.slot.as_str(),
+                "world": s.world,
+                "source": s.source,
+                "sha256": s.sha256,
+                "loaded_at": crate::ws::protocol::timestamp(&s.loaded_at),
+                "calls": s.calls,
+                "failures": s.failures,
+            })
+        })
+        .collect();
+    Ok(ok(slots))
+}

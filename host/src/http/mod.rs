@@ -1,0 +1,66 @@
+//! The HTTP surface: `/ws` (upgrade), the user REST API (`users`), the
+//! admin API the chat backend syncs us through (`admin`), and `/healthz`.
+//! `extract` turns every malformed path, query or body into a 400 envelope.
+
+pub mod admin;
+pub mod extract;
+pub mod users;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ok};
+use crate::presence::Presence;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub presence: Arc<Presence>,
+    pub auth: Arc<Auth>,
+    /// Cancelled on shutdown; every WebSocket session watches it.
+    pub shutdown: CancellationToken,
+    /// Sessions hold a token of this tracker so shutdown can wait for them.
+    pub sessions: TaskTracker,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.presence.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", get(ws::upgrade))
+        .route("/api/v1/users/status", get(users::batch_status))
+        .route("/api/v1/users/me/privacy", get(users::get_privacy).put(users::put_privacy))
+        .route("/api/v1/users/me/status", put(users::put_status))
+        .route("/api/v1/users/{id}/status", get(users::status))
+        .route("/api/v1/admin/users/{id}", put(admin::put_user))
+        .route("/api/v1/admin/users/{id}/contacts", put(admin::put_contacts))
+        .route("/api/v1/admin/conversations/{id}/members", put(admin::put_members))
+        .route(
+            "/api/v1/admin/conversations/{id}/members/{user_id}",
+            post(admin::add_member).delete(admin::remove_member),
+        )
+        .route("/api/v1/admin/activity", post(admin::activity))
+        .route("/api/v1/admin/plugins", get(admin::plugins))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// 200 while the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.presence.store().ping().await {
+        Ok(()) => (StatusCode::OK, ok(serde_json::json!({"database": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}

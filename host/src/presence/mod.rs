@@ -1,0 +1,100 @@
+//! The presence state of this node and the rules that change it: who is
+//! online (`status`), who is typing (`typing`), who may see what (`view`),
+//! and where events go (`registry`). State lives in memory; the store is
+//! touched only for the caches' misses (`directory`) and the write-behind
+//! of `last_seen` (`flush`). Every timer runs in one task (`timers`).
+
+pub mod directory;
+pub mod flush;
+pub mod registry;
+pub mod status;
+pub mod timers;
+pub mod typing;
+pub mod view;
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Limits;
+use crate::policy::Policies;
+use crate::store::Store;
+use directory::Directory;
+use flush::WriteBehind;
+use registry::Registry;
+use timers::{TimerKey, Timers};
+use typing::Typing;
+
+pub struct Presence {
+    pub policies: Arc<Policies>,
+    pub directory: Directory,
+    pub registry: Registry,
+    pub typing: Typing,
+    pub(crate) timers: Timers,
+    pub(crate) write_behind: WriteBehind,
+    /// Status fan-outs that wait on the store run here; shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
+    pub limits: Limits,
+}
+
+/// Owns the background tasks of a [`Presence`]; `shutdown` stops them in order.
+pub struct PresenceTasks {
+    stop: CancellationToken,
+    timer_task: JoinHandle<()>,
+    flush_task: JoinHandle<()>,
+}
+
+impl Presence {
+    pub fn start(store: Store, policies: Arc<Policies>, limits: Limits) -> (Arc<Presence>, PresenceTasks) {
+        let (timers, timer_task) = Timers::new();
+        let presence = Arc::new(Presence {
+            policies,
+            directory: Directory::new(store),
+            registry: Registry::default(),
+            typing: Typing::default(),
+            timers,
+            write_behind: WriteBehind::default(),
+            tasks: TaskTracker::new(),
+            limits,
+        });
+        let stop = CancellationToken::new();
+        let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
+        let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
+        (presence, PresenceTasks { stop, timer_task, flush_task })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.directory.store()
+    }
+
+    fn on_timer(self: &Arc<Self>, key: TimerKey) {
+        match key {
+            TimerKey::Typing { conversation, user } => self.typing.on_timer(self, conversation, user),
+            TimerKey::Grace(user) => self.grace_expired(user),
+            TimerKey::Away(user) => self.idle_check(user),
+        }
+    }
+}
+
+impl PresenceTasks {
+    /// Call after every connection has closed: ends the timers, records every
+    /// user still known as offline now, and flushes `last_seen` with retries.
+    pub async fn shutdown(self, presence: &Arc<Presence>) {
+        self.stop.cancel();
+        let _ = self.timer_task.await;
+        let _ = self.flush_task.await;
+        presence.tasks.close();
+        presence.tasks.wait().await;
+        presence.record_everyone_offline();
+        for attempt in 1..=flush::SHUTDOWN_FLUSH_ATTEMPTS {
+            if presence.write_behind.flush(presence.store()).await {
+                return;
+            }
+            tracing::warn!(attempt, "final last_seen flush failed");
+            tokio::time::sleep(flush::RETRY_DELAY).await;
+        }
+        tracing::error!(pending = presence.write_behind.pending(), "last_seen writes lost at shutdown");
+    }
+}

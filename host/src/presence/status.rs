@@ -1,0 +1,332 @@
+//! Online, away and offline. A user is online while any connection is open;
+//! the last one closing starts a grace period, after which they go offline,
+//! `last_seen` is written and watchers hear it. Idle users become away.
+
+use std::sync::{Arc, Weak};
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Presence;
+use super::directory::Profile;
+use super::registry::{SessionHandle, UserEntry};
+use super::timers::TimerKey;
+use super::view::status_object;
+use crate::auth;
+use crate::model::Status;
+use crate::policy::{LastSeenView, WatcherScope};
+use crate::store;
+use crate::ws::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, frame};
+
+/// A change every watcher should hear about.
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    status: Status,
+    at: DateTime<Utc>,
+    /// For away: the last activity; for offline: the last disconnect.
+    last_seen: Option<DateTime<Utc>>,
+}
+
+impl Presence {
+    /// Registers a new connection. Returns its handle and the `ready` frame,
+    /// which the session must send before anything queued on the handle.
+    pub async fn connect(
+        self: &Arc<Self>,
+        user: &auth::User,
+        handle: SessionHandle,
+    ) -> store::Result<(Arc<Profile>, Frame)> {
+        let profile = self.directory.ensure_profile(user).await?;
+        let now = Instant::now();
+        let now_at = Utc::now();
+        let first = {
+            let mut entry = self.registry.users.entry(user.id).or_insert_with(|| UserEntry {
+                sessions: Vec::new(),
+                status: Status::Online,
+                last_activity: now,
+                last_activity_at: now_at,
+                disconnected_at: None,
+            });
+            let returning = entry.disconnected_at.take().is_some();
+            let first = entry.sessions.is_empty() && !returning;
+            entry.sessions.push(handle);
+            if returning {
+                self.timers.cancel(TimerKey::Grace(user.id));
+            }
+            first
+        };
+        if first {
+            self.schedule_idle_check(user.id, now);
+            self.spawn_announce(user.id, Change { status: Status::Online, at: now_at, last_seen: None });
+        }
+        let ready = self.ready(&profile).await?;
+        Ok((profile, ready))
+    }
+
+    async fn ready(&self, profile: &Profile) -> store::Result<Frame> {
+        let watched = self.watched_by(profile.id).await?;
+        let profiles = self.directory.profiles(&watched).await?;
+        let mut contacts: Vec<StatusObject> = Vec::with_capacity(watched.len());
+        for id in watched.iter() {
+            if let Some(subject) = profiles.get(id) {
+                contacts.push(self.status_object(profile, subject).await?);
+            }
+        }
+        let typing: Vec<_> = self
+            .directory
+            .conversations_of(profile.id)
+            .await?
+            .iter()
+            .filter_map(|c| self.typing.snapshot(*c, profile.id))
+            .collect();
+        let session_id = Uuid::new_v4();
+        Ok(frame(
+            "ready",
+            Ready {
+                user_id: profile.id,
+                session_id,
+                heartbeat_interval_ms: self.policies.status_config().heartbeat_interval.as_millis() as u64,
+                contacts: &contacts,
+                typing: &typing,
+            },
+        ))
+    }
+
+    /// The users `user` watches: their contacts, plus co-members when the
+    /// status policy says so.
+    async fn watched_by(&self, user: Uuid) -> store::Result<Vec<Uuid>> {
+        let mut ids = self.directory.contacts_of(user).await?.to_vec();
+        if self.policies.status_config().watchers == WatcherScope::ContactsAndCoMembers {
+            ids.extend(self.co_members(user).await?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|id| *id != user);
+        Ok(ids)
+    }
+
+    /// The users who hear about `subject`.
+    async fn watchers(&self, subject: Uuid) -> store::Result<Vec<Uuid>> {
+        let mut ids = self.directory.watchers_of(subject).await?.to_vec();
+        if self.policies.status_config().watchers == WatcherScope::ContactsAndCoMembers {
+            ids.extend(self.co_members(subject).await?);
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        ids.retain(|id| *id != subject);
+        Ok(ids)
+    }
+
+    async fn co_members(&self, user: Uuid) -> store::Result<Vec<Uuid>> {
+        let mut ids = Vec::new();
+        for c in self.directory.conversations_of(user).await?.iter() {
+            ids.extend(self.directory.members(*c).await?.iter().copied());
+        }
+        Ok(ids)
+    }
+
+    /// A connection closed. The last one stops the user's typing at once and
+    /// starts the grace period.
+    pub fn disconnect(self: &Arc<Self>, user: Uuid, session: u64) {
+        let last = {
+            let Some(mut entry) = self.registry.users.get_mut(&user) else { return };
+            entry.sessions.retain(|s| s.id != session);
+            if entry.sessions.is_empty() && entry.disconnected_at.is_none() {
+                entry.disconnected_at = Some(Utc::now());
+                true
+            } else {
+                false
+            }
+        };
+        if last {
+            self.typing.stop_everywhere(self, user);
+            let grace = self.policies.status_config().offline_grace;
+            self.timers.cancel(TimerKey::Away(user));
+            self.timers.set(TimerKey::Grace(user), Instant::now() + grace);
+        }
+    }
+
+    pub(super) fn grace_expired(self: &Arc<Self>, user: Uuid) {
+        let removed = self
+            .registry
+            .users
+            .remove_if(&user, |_, e| e.sessions.is_empty() && e.disconnected_at.is_some());
+        let Some((_, entry)) = removed else { return };
+        let at = entry.disconnected_at.expect("checked above");
+        self.directory.set_last_seen(&user, at);
+        self.write_behind.record(user, Status::Offline, at);
+        self.write_behind.kick();
+        self.spawn_announce(user, Change { status: Status::Offline, at, last_seen: Some(at) });
+    }
+
+    /// The user did something: resets the idle clock; brings them back from away.
+    pub fn activity(self: &Arc<Self>, user: Uuid) {
+        let now = Instant::now();
+        let now_at = Utc::now();
+        let back = {
+            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            e.last_activity = now;
+            e.last_activity_at = now_at;
+            let back = e.status == Status::Away && !e.sessions.is_empty();
+            if back {
+                e.status = Status::Online;
+            }
+            back
+        };
+        if back {
+            self.schedule_idle_check(user, now);
+            self.spawn_announce(user, Change { status: Status::Online, at: now_at, last_seen: None });
+        }
+    }
+
+    /// Activity reported by the chat backend for a user who may be offline:
+    /// an offline user's last seen moves forward.
+    pub fn backend_activity(self: &Arc<Self>, user: Uuid) {
+        if self.registry.is_connected(&user) {
+            self.activity(user);
+        } else if self.registry.live(&user).is_none() {
+            let now = Utc::now();
+            self.directory.set_last_seen(&user, now);
+            self.write_behind.record(user, Status::Offline, now);
+        }
+    }
+
+    /// `set_status away`: away until the next activity.
+    pub fn set_away(self: &Arc<Self>, user: Uuid) {
+        let change = {
+            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            if e.status == Status::Away || e.sessions.is_empty() {
+                return;
+            }
+            e.status = Status::Away;
+            Change { status: Status::Away, at: Utc::now(), last_seen: Some(e.last_activity_at) }
+        };
+        self.timers.cancel(TimerKey::Away(user));
+        self.spawn_announce(user, change);
+    }
+
+    fn schedule_idle_check(&self, user: Uuid, from: Instant) {
+        let away_after = self.policies.status_config().away_after;
+        self.timers.set(TimerKey::Away(user), from + away_after);
+    }
+
+    pub(super) fn idle_check(self: &Arc<Self>, user: Uuid) {
+        let away_after = self.policies.status_config().away_after;
+        let now = Instant::now();
+        let change = {
+            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            if e.status != Status::Online || e.sessions.is_empty() {
+                return;
+            }
+            let due = e.last_activity + away_after;
+            if now < due {
+                self.timers.set(TimerKey::Away(user), due);
+                return;
+            }
+            e.status = Status::Away;
+            Change { status: Status::Away, at: Utc::now(), last_seen: Some(e.last_activity_at) }
+        };
+        self.spawn_announce(user, change);
+    }
+
+    fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = this.announce(subject, change).await {
+                tracing::warn!(error = %e, %subject, "status fan-out failed");
+            }
+        });
+    }
+
+    /// Sends `user_status` to every connected watcher, each through the
+    /// privacy policy; watchers who see the same thing share one payload.
+    async fn announce(&self, subject: Uuid, change: Change) -> store::Result<()> {
+        let Some(subject_profile) = self.directory.profile(subject).await? else { return Ok(()) };
+        let watchers: Vec<Uuid> = self
+            .watchers(subject)
+            .await?
+            .into_iter()
+            .filter(|w| self.registry.is_connected(w))
+            .collect();
+        if watchers.is_empty() {
+            return Ok(());
+        }
+        let viewers = self.directory.profiles(&watchers).await?;
+        let mut payloads: Vec<(StatusObject, Frame)> = Vec::new();
+        for w in &watchers {
+            let Some(viewer) = viewers.get(w) else { continue };
+            let relationship = self.relationship(*w, subject).await?;
+            let view = self.view(relationship, viewer, &subject_profile, change.last_seen);
+            if !view.show_status {
+                continue;
+            }
+            let live = Some(super::registry::Live { status: change.status, last_activity_at: change.at });
+            let object = status_object(subject, live, change.last_seen, &view);
+            let f = match payloads.iter().find(|(o, _)| *o == object) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = status_frame(&change, &view.last_seen, subject);
+                    payloads.push((object, f.clone()));
+                    f
+                }
+            };
+            self.registry.send(w, &f);
+        }
+        Ok(())
+    }
+
+    /// Records every connected or grace-period user offline now (shutdown).
+    pub(super) fn record_everyone_offline(&self) {
+        let now = Utc::now();
+        for e in self.registry.users.iter() {
+            let at = e.disconnected_at.unwrap_or(now);
+            self.write_behind.record(*e.key(), Status::Offline, at);
+        }
+    }
+}
+
+fn status_frame(change: &Change, view: &LastSeenView, subject: Uuid) -> Frame {
+    let (last_seen, approx) = match (change.status, view) {
+        (Status::Online, _) => (None, None),
+        (_, LastSeenView::Exact) => (Some(change.last_seen.map(TimeString)), None),
+        (_, LastSeenView::Approximate(label)) => (Some(None), Some(label.clone())),
+        (_, LastSeenView::Hidden) => (Some(None), None),
+    };
+    let timestamp = (change.status != Status::Offline).then_some(change.at);
+    frame(
+        "user_status",
+        UserStatus { user_id: subject, status: change.status, timestamp, last_seen, last_seen_approx: approx },
+    )
+}
+
+/// Writes `last_seen` of connected users every flush interval and any
+/// offline transition as soon as it is recorded.
+pub(super) async fn run_flusher(presence: Weak<Presence>, stop: CancellationToken) {
+    let interval = match presence.upgrade() {
+        Some(p) => p.policies.status_config().last_seen_flush,
+        None => return,
+    };
+    let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let Some(p) = presence.upgrade() else { return };
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => true,
+            _ = p.write_behind.wake.notified() => false,
+        };
+        if batch {
+            let now = Utc::now();
+            for (user, status) in p.registry.connected_users() {
+                p.write_behind.record(user, status, now);
+            }
+        }
+        if !p.write_behind.flush(p.store()).await {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(super::flush::RETRY_DELAY) => {}
+            }
+        }
+    }
+}

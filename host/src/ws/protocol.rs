@@ -1,0 +1,250 @@
+//! The WebSocket wire format (SPEC §4): every frame is `{"type": "...", "data": {...}}`.
+//! Client frames are parsed into [`ClientEvent`]; server frames are serialized
+//! once into [`Frame`] bytes and shared by every recipient.
+
+use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::model::Status;
+
+/// A serialized server frame; cloning shares the bytes.
+pub type Frame = Utf8Bytes;
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    TypingStart { conversation_id: Uuid, user_id: Option<Uuid> },
+    TypingStop { conversation_id: Uuid, user_id: Option<Uuid> },
+    SetStatus { status: ManualStatus },
+    Activity,
+    Ping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManualStatus {
+    Online,
+    Away,
+}
+
+/// Why a client frame was refused; `ref_type` is the frame's `type` when known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFrame {
+    pub ref_type: Option<String>,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct RawFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypingData {
+    conversation_id: Uuid,
+    #[serde(default)]
+    user_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusData {
+    status: ManualStatus,
+}
+
+impl ClientEvent {
+    pub fn parse(text: &str) -> Result<ClientEvent, BadFrame> {
+        let raw: RawFrame = serde_json::from_str(text).map_err(|e| BadFrame {
+            ref_type: None,
+            message: format!("not a frame: {e}"),
+        })?;
+        let bad = |message: String| BadFrame { ref_type: Some(raw.kind.clone()), message };
+        let data = || raw.data.clone().ok_or_else(|| bad("missing data".to_owned()));
+        match raw.kind.as_str() {
+            "typing_start" | "typing_stop" => {
+                let d: TypingData =
+                    serde_json::from_value(data()?).map_err(|e| bad(format!("bad data: {e}")))?;
+                Ok(if raw.kind == "typing_start" {
+                    ClientEvent::TypingStart { conversation_id: d.conversation_id, user_id: d.user_id }
+                } else {
+                    ClientEvent::TypingStop { conversation_id: d.conversation_id, user_id: d.user_id }
+                })
+            }
+            "set_status" => {
+                let d: StatusData =
+                    serde_json::from_value(data()?).map_err(|e| bad(format!("bad data: {e}")))?;
+                Ok(ClientEvent::SetStatus { status: d.status })
+            }
+            "activity" => Ok(ClientEvent::Activity),
+            "ping" => Ok(ClientEvent::Ping),
+            other => Err(BadFrame {
+                ref_type: Some(other.to_owned()),
+                message: format!("unknown type {other:?}"),
+            }),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientEvent::TypingStart { .. } => "typing_start",
+            ClientEvent::TypingStop { .. } => "typing_stop",
+            ClientEvent::SetStatus { .. } => "set_status",
+            ClientEvent::Activity => "activity",
+            ClientEvent::Ping => "ping",
+        }
+    }
+}
+
+/// ISO 8601 UTC with milliseconds and `Z`.
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&timestamp(t))
+}
+
+pub fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&timestamp(t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A status as one viewer may see it (SPEC §5), used by REST and `ready`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusObject {
+    pub user_id: Uuid,
+    pub status: Status,
+    pub is_online: bool,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Whether this viewer may see the subject's last seen.
+    pub show_last_seen: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_approx: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: T,
+}
+
+/// Serializes one server frame.
+pub fn frame<T: Serialize>(kind: &str, data: T) -> Frame {
+    let text = serde_json::to_string(&Envelope { kind, data }).expect("server frames serialize");
+    Frame::from(text)
+}
+
+#[derive(Serialize)]
+pub struct Ready<'a> {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub heartbeat_interval_ms: u64,
+    pub contacts: &'a [StatusObject],
+    pub typing: &'a [TypingSnapshot],
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct TypingSnapshot {
+    pub conversation_id: Uuid,
+    pub user_ids: Vec<Uuid>,
+}
+
+/// `user_status`: online carries `timestamp`; away carries `timestamp` and
+/// `last_seen`; offline carries `last_seen` (null when privacy hides it).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct UserStatus {
+    pub user_id: Uuid,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_time")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Present for away and offline, null when hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Option<TimeString>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_approx: Option<String>,
+}
+
+/// A timestamp already formatted for the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeString(pub DateTime<Utc>);
+
+impl Serialize for TimeString {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ser_time(&self.0, s)
+    }
+}
+
+#[derive(Serialize)]
+pub struct UserTyping<'a> {
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    pub username: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub is_typing: bool,
+    pub typing_user_ids: &'a [Uuid],
+    pub text: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct ErrorData<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ref_type: Option<&'a str>,
+}
+
+pub fn error_frame(code: &str, message: &str, ref_type: Option<&str>) -> Frame {
+    frame("error", ErrorData { code, message, ref_type })
+}
+
+pub fn pong_frame() -> Frame {
+    Frame::from_static(r#"{"type":"pong","data":{}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_type() {
+        let c = Uuid::new_v4();
+        let start = format!(r#"{{"type":"typing_start","data":{{"conversation_id":"{c}"}}}}"#);
+        assert_eq!(
+            ClientEvent::parse(&start).unwrap(),
+            ClientEvent::TypingStart { conversation_id: c, user_id: None }
+        );
+        assert_eq!(ClientEvent::parse(r#"{"type":"ping"}"#).unwrap(), ClientEvent::Ping);
+        assert_eq!(ClientEvent::parse(r#"{"type":"activity","data":{}}"#).unwrap(), ClientEvent::Activity);
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"set_status","data":{"status":"away"}}"#).unwrap(),
+            ClientEvent::SetStatus { status: ManualStatus::Away }
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_frames_naming_the_type() {
+        assert_eq!(ClientEvent::parse("nope").unwrap_err().ref_type, None);
+        let e = ClientEvent::parse(r#"{"type":"typing_start","data":{"conversation_id":"x"}}"#).unwrap_err();
+        assert_eq!(e.ref_type.as_deref(), Some("typing_start"));
+        let e = ClientEvent::parse(r#"{"type":"set_status","data":{"status":"offline"}}"#).unwrap_err();
+        assert_eq!(e.ref_type.as_deref(), Some("set_status"));
+        assert!(ClientEvent::parse(r#"{"type":"dance"}"#).is_err());
+        assert!(ClientEvent::parse(r#"{"type":"typing_stop"}"#).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_z() {
+        let t = DateTime::parse_from_rfc3339("2025-01-29T10:30:00.5+07:00").unwrap().to_utc();
+        assert_eq!(timestamp(&t), "2025-01-29T03:30:00.500Z");
+    }
+}

@@ -1,0 +1,26 @@
+//! Starting, stopping and restarting: nothing stored is lost on a clean stop.
+
+use std::sync::Arc;
+
+use presence_e2e::*;
+
+#[tokio::test]
+async fn last_seen_survives_a_graceful_restart() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}", dir.path().join("presence.db").display());
+    let app = spawn_app_on(url.clone(), dir.clone(), |_| {}).await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    let mut a = app.connect(ann).await;
+    // Shutdown closes open connections with 1001 and exits cleanly.
+    let stopped_at = chrono::Utc::now();
+    let server = tokio::spawn(app.stop());
+    assert_eq!(a.closed().await, Some(1001));
+    server.await.unwrap().expect("clean exit");
+
+    let app = spawn_app_on(url, dir, |_| {}).await;
+    let (_, body) = app.get_as(bob, &format!("/api/v1/users/{ann}/status")).await;
+    assert_eq!(body["data"]["status"], "offline");
+    let seen = body["data"]["last_seen"].as_str().expect("last_seen was flushed on shutdown");
+    let seen = chrono::DateTime::parse_from_rfc3339(seen).unwrap().to_utc();
+    assert!((seen - stopped_at).num_seconds().abs() <= 2);
+}

@@ -1,0 +1,277 @@
+//! Test harness: starts the real presence server on `127.0.0.1:0` and talks
+//! to it with real WebSocket and HTTP clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use presence::app::Application;
+use presence::config::Config;
+use presence::presence::Presence;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret";
+pub const ADMIN_KEY: &str = "test-admin-key";
+/// Upper bound on waiting for any one expected frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub presence: Arc<Presence>,
+    pub http: reqwest::Client,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Keeps the SQLite file and the data directory alive.
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+/// A fresh server on a fresh SQLite database.
+pub async fn spawn_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let url = format!("sqlite://{}", dir.path().join("presence.db").display());
+    spawn_app_on(url, dir, |_| {}).await
+}
+
+/// A server on a given database (to restart on the same one) with config tweaks.
+pub async fn spawn_app_on(
+    database_url: String,
+    dir: Arc<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        jwt_secret: Some(JWT_SECRET.to_owned()),
+        admin_key: Some(ADMIN_KEY.to_owned()),
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("server builds");
+    let addr = app.local_addr();
+    let presence = app.presence();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        presence,
+        http: reqwest::Client::new(),
+        database_url,
+        stop: Some(tx),
+        server: Some(server),
+        dir,
+    }
+}
+
+pub fn token_for(user: Uuid, name: Option<&str>) -> String {
+    let exp = jsonwebtoken_exp(3600);
+    let mut claims = json!({"sub": user, "exp": exp});
+    if let Some(n) = name {
+        claims["name"] = json!(n);
+    }
+    sign(&claims, JWT_SECRET)
+}
+
+/// Seconds since the epoch, `ahead` from now.
+pub fn jsonwebtoken_exp(ahead: i64) -> i64 {
+    chrono::Utc::now().timestamp() + ahead
+}
+
+/// HS256-signs arbitrary claims (for forged and expired tokens too).
+pub fn sign(claims: &Value, secret: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("signs")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, token: &str, locale: Option<&str>) -> String {
+        match locale {
+            Some(l) => format!("ws://{}/ws?token={token}&locale={l}", self.addr),
+            None => format!("ws://{}/ws?token={token}", self.addr),
+        }
+    }
+
+    /// Admin call; panics unless it succeeds.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.admin_raw(method, path, body).await;
+        assert!(status.is_success(), "admin {path} failed: {status} {v}");
+        v
+    }
+
+    pub async fn admin_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(ADMIN_KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn user(&self, name: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        let username = name.to_lowercase();
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/users/{id}"),
+            Some(json!({"username": username, "display_name": name})),
+        )
+        .await;
+        id
+    }
+
+    pub async fn conversation(&self, members: &[Uuid]) -> Uuid {
+        let id = Uuid::new_v4();
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/conversations/{id}/members"),
+            Some(json!({"user_ids": members})),
+        )
+        .await;
+        id
+    }
+
+    pub async fn contacts(&self, user: Uuid, contacts: &[Uuid]) {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/users/{user}/contacts"),
+            Some(json!({"user_ids": contacts})),
+        )
+        .await;
+    }
+
+    /// GET as `user`; returns status and body.
+    pub async fn get_as(&self, user: Uuid, path: &str) -> (reqwest::StatusCode, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token_for(user, None))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn connect(&self, user: Uuid) -> Client {
+        self.connect_with(&token_for(user, None), None).await
+    }
+
+    pub async fn connect_with(&self, token: &str, locale: Option<&str>) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(token, locale))
+            .await
+            .expect("websocket connects");
+        let mut c = Client { ws, ready: Value::Null };
+        c.ready = c.next_of("ready").await;
+        c
+    }
+
+    /// Graceful shutdown, as on SIGTERM; returns what the server returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.expect("server task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    /// The `ready` frame's data.
+    pub ready: Value,
+}
+
+impl Client {
+    pub async fn send(&mut self, kind: &str, data: Value) {
+        let frame = json!({"type": kind, "data": data}).to_string();
+        self.ws.send(Message::text(frame)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// The next server frame (`{type, data}`), skipping WebSocket pings.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame within the timeout")
+                .expect("connection open")
+                .expect("frame");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Close(c) => panic!("connection closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The data of the next frame of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.next().await;
+            if f["type"] == kind {
+                return f["data"].clone();
+            }
+        }
+    }
+
+    /// Sends `ping` and returns every frame that arrived before the `pong`:
+    /// whatever the server queued for us earlier.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        self.send("ping", json!({})).await;
+        let mut seen = Vec::new();
+        loop {
+            let f = self.next().await;
+            if f["type"] == "pong" {
+                return seen;
+            }
+            seen.push(f);
+        }
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.expect("closes in time") {
+                Some(Ok(Message::Close(c))) => return c.map(|c| c.code.into()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Read until the server's close so the disconnect has been seen.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {}
+    }
+}
