@@ -32,7 +32,7 @@ pub struct Presence {
     pub directory: Directory,
     pub registry: Registry,
     pub typing: Typing,
-    pub(crate) timers: Timers,
+    pub timers: Timers,
     pub(crate) write_behind: WriteBehind,
     /// Status fan-outs that wait on the store run here; shutdown waits for them.
     pub(crate) tasks: TaskTracker,

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Weak;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -32,16 +34,25 @@ enum Command {
 #[derive(Clone)]
 pub struct Timers {
     tx: mpsc::UnboundedSender<Command>,
+    armed: Arc<AtomicUsize>,
 }
 
 pub struct TimerTask {
     rx: mpsc::UnboundedReceiver<Command>,
+    /// How many timers are set, for tests and metrics.
+    armed: Arc<AtomicUsize>,
 }
 
 impl Timers {
     pub fn new() -> (Timers, TimerTask) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Timers { tx }, TimerTask { rx })
+        let armed = Arc::new(AtomicUsize::new(0));
+        (Timers { tx, armed: armed.clone() }, TimerTask { rx, armed })
+    }
+
+    /// Timers currently set (as of the last command the timer task applied).
+    pub fn armed(&self) -> usize {
+        self.armed.load(Ordering::Relaxed)
     }
 
     /// Sets (or moves) the timer for `key`.
@@ -64,17 +75,7 @@ impl TimerTask {
                 _ = stop.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
                     None => break,
-                    Some(Command::Set(key, at)) => match keys.get(&key) {
-                        Some(k) => queue.reset_at(k, at),
-                        None => {
-                            keys.insert(key, queue.insert_at(key, at));
-                        }
-                    },
-                    Some(Command::Cancel(key)) => {
-                        if let Some(k) = keys.remove(&key) {
-                            queue.remove(&k);
-                        }
-                    }
+                    Some(cmd) => apply(&mut queue, &mut keys, cmd),
                 },
                 Some(expired) = std::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
                     let key = expired.into_inner();
@@ -82,6 +83,23 @@ impl TimerTask {
                     let Some(presence) = presence.upgrade() else { break };
                     presence.on_timer(key);
                 }
+            }
+            self.armed.store(keys.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+fn apply(queue: &mut DelayQueue<TimerKey>, keys: &mut HashMap<TimerKey, delay_queue::Key>, cmd: Command) {
+    match cmd {
+        Command::Set(key, at) => match keys.get(&key) {
+            Some(k) => queue.reset_at(k, at),
+            None => {
+                keys.insert(key, queue.insert_at(key, at));
+            }
+        },
+        Command::Cancel(key) => {
+            if let Some(k) = keys.remove(&key) {
+                queue.remove(&k);
             }
         }
     }
