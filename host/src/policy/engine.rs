@@ -1,0 +1,151 @@
+//! The one wasmtime [`Engine`] of the process, the thread that advances its
+//! epoch (the CPU deadline of every plugin call), and the per-store limits.
+//!
+//! Every [`Policies`](super::Policies) shares the same engine while any of
+//! them is alive; when the last one is dropped the ticker thread is stopped
+//! and joined.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use parking_lot::Mutex;
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+/// How often the epoch advances: the resolution of the call deadline.
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Core instances one store may create. A Rust `wasm32-wasip2` component is
+/// its module plus a handful of glue instances; anything far beyond that is
+/// not a policy.
+const MAX_INSTANCES: usize = 32;
+/// Tables one store may create (same reasoning as [`MAX_INSTANCES`]).
+const MAX_TABLES: usize = 32;
+/// Linear memories one store may create.
+const MAX_MEMORIES: usize = 4;
+/// Elements one table may grow to; function tables of real guests hold a few
+/// hundred.
+const MAX_TABLE_ELEMENTS: usize = 65_536;
+
+/// The engine shared by every [`Policies`](super::Policies) alive.
+static SHARED: Mutex<Weak<PolicyEngine>> = Mutex::new(Weak::new());
+
+/// The engine plus the ticker thread that makes epoch deadlines fire.
+pub(super) struct PolicyEngine {
+    /// Compiles and runs every component; cloning it is cheap (an `Arc`).
+    engine: Engine,
+    /// Dropping it disconnects the ticker's channel, which ends the thread.
+    stop: Option<mpsc::Sender<()>>,
+    /// Joined on drop so no thread outlives the engine.
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl PolicyEngine {
+    /// The engine of the process, created on first use.
+    pub(super) fn shared() -> anyhow::Result<Arc<PolicyEngine>> {
+        let mut shared = SHARED.lock();
+        if let Some(engine) = shared.upgrade() {
+            return Ok(engine);
+        }
+        let engine = Arc::new(PolicyEngine::new()?);
+        *shared = Arc::downgrade(&engine);
+        Ok(engine)
+    }
+
+    fn new() -> anyhow::Result<PolicyEngine> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            // Policies are synchronous pure functions: skip the per-store
+            // state of component-model async.
+            .concurrency_support(false)
+            .epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(to_anyhow)
+            .context("cannot create the wasm engine")?;
+
+        let (stop, stopped) = mpsc::channel::<()>();
+        let ticking = engine.clone();
+        let ticker = thread::Builder::new()
+            .name("presence-policy-epoch".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    ticking.increment_epoch();
+                }
+            })
+            .context("cannot start the epoch ticker thread")?;
+
+        Ok(PolicyEngine {
+            engine,
+            stop: Some(stop),
+            ticker: Some(ticker),
+        })
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A fresh store whose memories and tables are capped by `limits`.
+    pub(super) fn store(&self, limits: &Limits) -> Store<StoreState> {
+        let state = StoreState {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(MAX_INSTANCES)
+                .tables(MAX_TABLES)
+                .memories(MAX_MEMORIES)
+                // A clear trap instead of a guest that misreads a failed grow.
+                .trap_on_grow_failure(true)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(limits.deadline_ticks);
+        store
+    }
+}
+
+impl Drop for PolicyEngine {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// What one store carries: only its resource limits. Plugins get no host
+/// state at all.
+pub(super) struct StoreState {
+    limits: StoreLimits,
+}
+
+/// Per-store budget derived from [`PolicyConfig`](super::PolicyConfig).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// Bytes each linear memory may grow to.
+    pub(super) memory: usize,
+    /// Epoch ticks a single call (or instantiation) may run.
+    pub(super) deadline_ticks: u64,
+}
+
+impl Limits {
+    pub(super) fn new(memory: usize, call_deadline: Duration) -> Limits {
+        // The current tick is already partly over when a call starts, so one
+        // more tick keeps the deadline a lower bound.
+        let ticks = call_deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) + 1;
+        Limits {
+            memory,
+            deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// `wasmtime::Error` is not `std::error::Error` without wasmtime's `anyhow`
+/// feature; keep its chain of causes when crossing into `anyhow`.
+pub(super) fn to_anyhow(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::Error::from_boxed(error.into_boxed_dyn_error())
+}

@@ -1,0 +1,404 @@
+//! The policy runtime: the three WebAssembly policy slots (`typing`,
+//! `status`, `privacy`, world `presence:policy@0.1.0` in `wit/`) and the
+//! plain Rust API the rest of the host calls them through.
+//!
+//! # Layout
+//! - [`engine`]: the one wasmtime engine, its epoch ticker (the CPU deadline)
+//!   and per-store memory caps.
+//! - [`bindings`]: the generated bindings, sealed; converts to our types.
+//! - [`slot`]: a loaded component with its pool of reusable instances and
+//!   its counters, behind an `ArcSwap`.
+//! - [`fallback`]: what is answered when a plugin call fails.
+//!
+//! Every call here is infallible: a plugin that traps, overruns its deadline
+//! or memory, or answers garbage is logged and counted, its instance is
+//! discarded, and the caller gets the fallback (privacy fails closed).
+
+mod bindings;
+mod engine;
+pub mod fallback;
+mod slot;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+
+use crate::model::PrivacySettings;
+use bindings::{PrivacyWorld, StatusWorld, TypingWorld};
+use engine::{Limits, PolicyEngine};
+use slot::{Loaded, SlotCell, Trapped, World};
+
+/// Shortest typing lease the host applies, whatever a plugin asks.
+pub const MIN_TYPING_LEASE: Duration = Duration::from_millis(500);
+/// Longest typing lease the host applies, whatever a plugin asks.
+pub const MAX_TYPING_LEASE: Duration = Duration::from_secs(60);
+/// Longest broadcast rate window; zero (no coalescing) is allowed.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Bounds of [`StatusConfig::offline_grace`].
+pub const OFFLINE_GRACE_BOUNDS: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(600));
+/// Bounds of [`StatusConfig::away_after`].
+pub const AWAY_AFTER_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(86_400));
+/// Bounds of [`StatusConfig::heartbeat_interval`].
+pub const HEARTBEAT_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(300));
+/// Bounds of [`StatusConfig::last_seen_flush`].
+pub const LAST_SEEN_FLUSH_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(3_600));
+/// A typing summary longer than this is garbage, not a summary.
+pub const MAX_SUMMARY_BYTES: usize = 1_024;
+/// An approximate last-seen label must be non-empty and at most this long.
+pub const MAX_LABEL_BYTES: usize = 64;
+
+/// [`SlotInfo::source`] of a component compiled into the binary.
+pub const BUILTIN_SOURCE: &str = "builtin";
+
+/// Default CPU time one plugin call may use.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(10);
+/// Default size each linear memory of a plugin instance may grow to.
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 * 1024 * 1024;
+
+const DEFAULT_TYPING: &[u8] = include_bytes!(env!("PRESENCE_DEFAULT_TYPING_WASM"));
+const DEFAULT_STATUS: &[u8] = include_bytes!(env!("PRESENCE_DEFAULT_STATUS_WASM"));
+const DEFAULT_PRIVACY: &[u8] = include_bytes!(env!("PRESENCE_DEFAULT_PRIVACY_WASM"));
+
+/// A policy slot; its name is the same in every API, CLI and file name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Typing,
+    Status,
+    Privacy,
+}
+
+impl Slot {
+    pub const ALL: [Slot; 3] = [Slot::Typing, Slot::Status, Slot::Privacy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Typing => "typing",
+            Slot::Status => "status",
+            Slot::Privacy => "privacy",
+        }
+    }
+
+    /// The file that overrides this slot in a plugin directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Slot::Typing => "typing.wasm",
+            Slot::Status => "status.wasm",
+            Slot::Privacy => "privacy.wasm",
+        }
+    }
+
+    /// The default component of this slot, as compiled into the binary.
+    pub fn builtin_component(self) -> &'static [u8] {
+        match self {
+            Slot::Typing => DEFAULT_TYPING,
+            Slot::Status => DEFAULT_STATUS,
+            Slot::Privacy => DEFAULT_PRIVACY,
+        }
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Slot {
+    type Err = UnknownSlot;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Slot::ALL
+            .into_iter()
+            .find(|slot| slot.as_str() == s)
+            .ok_or(UnknownSlot)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy slot (expected typing, status or privacy)")]
+pub struct UnknownSlot;
+
+/// Limits applied to every typing state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypingLimits {
+    /// How long a typing state lasts without renewal.
+    pub lease: Duration,
+    /// At most one broadcast per user and conversation in this window.
+    pub rate_window: Duration,
+}
+
+/// A `typing_start` the host is about to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypingStart {
+    /// Members of the conversation, the typer included.
+    pub member_count: u32,
+    /// Members other than this one typing there now.
+    pub other_typers: u32,
+    /// The user was already typing: this only renews the lease.
+    pub renewal: bool,
+}
+
+/// What to do with a `typing_start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypingDecision {
+    /// Announce the start to the other members (never for a renewal).
+    pub broadcast: bool,
+    /// Clamped to [`MIN_TYPING_LEASE`]..=[`MAX_TYPING_LEASE`].
+    pub lease: Duration,
+}
+
+/// Who receives a user's status besides the users who have them as a contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatcherScope {
+    Contacts,
+    ContactsAndCoMembers,
+}
+
+/// Status timings, each clamped to its documented bounds (`*_BOUNDS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// Wait this long after the last connection closes before offline.
+    pub offline_grace: Duration,
+    /// No activity for this long makes a connected user away.
+    pub away_after: Duration,
+    /// Ping interval; a connection silent for 2.5 intervals is dropped.
+    pub heartbeat_interval: Duration,
+    /// How often `last_seen` of connected users is written behind.
+    pub last_seen_flush: Duration,
+    pub watchers: WatcherScope,
+}
+
+/// How a viewer relates to a subject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relationship {
+    /// The viewer is the subject.
+    pub self_view: bool,
+    /// The viewer is in the subject's contact list.
+    pub in_subject_contacts: bool,
+    /// The subject is in the viewer's contact list.
+    pub in_viewer_contacts: bool,
+    /// They share at least one conversation.
+    pub shared_conversation: bool,
+}
+
+/// One (viewer, subject) pair to decide visibility for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewRequest {
+    pub relationship: Relationship,
+    pub viewer: PrivacySettings,
+    pub subject: PrivacySettings,
+    /// Seconds since the subject was last seen, if known and offline or away.
+    pub last_seen_age_secs: Option<u64>,
+}
+
+/// How the subject's last seen appears to the viewer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastSeenView {
+    Hidden,
+    Exact,
+    /// A label shown in place of the time, such as "recently".
+    Approximate(String),
+}
+
+/// What a viewer sees of a subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// When false the subject looks offline with no last seen.
+    pub show_status: bool,
+    pub last_seen: LastSeenView,
+}
+
+/// How policies are loaded and run.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// `typing.wasm`, `status.wasm`, `privacy.wasm` found here replace the
+    /// built-in defaults.
+    pub plugin_dir: Option<PathBuf>,
+    /// CPU time one call may take before it traps (1 ms resolution).
+    pub call_deadline: Duration,
+    /// Bytes each linear memory of an instance may grow to.
+    pub memory_limit: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            plugin_dir: None,
+            call_deadline: DEFAULT_CALL_DEADLINE,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+/// What operators see of a slot.
+#[derive(Clone, Debug)]
+pub struct SlotInfo {
+    pub slot: Slot,
+    /// The WIT world the component implements, e.g.
+    /// `presence:policy/typing-policy@0.1.0`.
+    pub world: &'static str,
+    /// [`BUILTIN_SOURCE`] or the file the component was loaded from.
+    pub source: String,
+    /// Hex SHA-256 of the component bytes.
+    pub sha256: String,
+    pub loaded_at: DateTime<Utc>,
+    /// Calls since this component was loaded.
+    pub calls: u64,
+    /// Calls that trapped, overran or answered garbage (and got the fallback).
+    pub failures: u64,
+}
+
+/// The three policy slots; `Send + Sync`, shared as `Arc<Policies>`.
+pub struct Policies {
+    typing: SlotCell<TypingWorld>,
+    status: SlotCell<StatusWorld>,
+    privacy: SlotCell<PrivacyWorld>,
+}
+
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Policies>();
+};
+
+impl Policies {
+    /// Loads the built-in defaults, each replaced by `<plugin_dir>/<slot>.wasm`
+    /// when that file exists. A file that fails to load is an error naming
+    /// the file and why.
+    pub fn load(config: &PolicyConfig) -> anyhow::Result<Policies> {
+        let engine = PolicyEngine::shared()?;
+        let limits = Limits::new(config.memory_limit, config.call_deadline);
+        let dir = config.plugin_dir.as_deref();
+        Ok(Policies {
+            typing: SlotCell::new(load_slot(&engine, limits, dir)?),
+            status: SlotCell::new(load_slot(&engine, limits, dir)?),
+            privacy: SlotCell::new(load_slot(&engine, limits, dir)?),
+        })
+    }
+
+    /// Asked once when the component was loaded.
+    pub fn typing_limits(&self) -> TypingLimits {
+        let TypingLimits { lease, rate_window } = self.typing.current().cached();
+        TypingLimits {
+            lease: lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
+            rate_window: rate_window.min(MAX_RATE_WINDOW),
+        }
+    }
+
+    pub fn on_typing_start(&self, event: TypingStart) -> TypingDecision {
+        let typing = self.typing.current();
+        match typing.call("on-typing-start", |instance, store| {
+            TypingWorld::on_typing_start(instance, store, event)
+        }) {
+            Ok(decision) => TypingDecision {
+                broadcast: decision.broadcast,
+                lease: decision.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
+            },
+            Err(Trapped) => fallback::typing_decision(),
+        }
+    }
+
+    /// The summary shown to one recipient; `names` in the order they started
+    /// typing, the recipient excluded. `locale` is a BCP 47 tag.
+    pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
+        const FUNCTION: &str = "format-typers";
+        let typing = self.typing.current();
+        match typing.call(FUNCTION, |instance, store| {
+            TypingWorld::format_typers(instance, store, names, locale)
+        }) {
+            Ok(summary) if summary.len() <= MAX_SUMMARY_BYTES => summary,
+            Ok(summary) => {
+                let reason = format!("a {}-byte summary", summary.len());
+                typing.reject(FUNCTION, &reason);
+                fallback::format_typers(names)
+            }
+            Err(Trapped) => fallback::format_typers(names),
+        }
+    }
+
+    /// Asked once when the component was loaded.
+    pub fn status_config(&self) -> StatusConfig {
+        let config = self.status.current().cached();
+        let clamp = |value: Duration, (min, max): (Duration, Duration)| value.clamp(min, max);
+        StatusConfig {
+            offline_grace: clamp(config.offline_grace, OFFLINE_GRACE_BOUNDS),
+            away_after: clamp(config.away_after, AWAY_AFTER_BOUNDS),
+            heartbeat_interval: clamp(config.heartbeat_interval, HEARTBEAT_BOUNDS),
+            last_seen_flush: clamp(config.last_seen_flush, LAST_SEEN_FLUSH_BOUNDS),
+            watchers: config.watchers,
+        }
+    }
+
+    /// What `request.viewer` sees of the subject; on any failure the last
+    /// seen is hidden.
+    pub fn privacy_view(&self, request: &ViewRequest) -> View {
+        const FUNCTION: &str = "view";
+        let privacy = self.privacy.current();
+        match privacy.call(FUNCTION, |instance, store| {
+            PrivacyWorld::view(instance, store, request)
+        }) {
+            Ok(View {
+                last_seen: LastSeenView::Approximate(label),
+                ..
+            }) if label.is_empty() || label.len() > MAX_LABEL_BYTES => {
+                let reason = format!("a {}-byte approximate label", label.len());
+                privacy.reject(FUNCTION, &reason);
+                fallback::privacy_view()
+            }
+            Ok(view) => view,
+            Err(Trapped) => fallback::privacy_view(),
+        }
+    }
+
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        vec![
+            self.typing.current().info(),
+            self.status.current().info(),
+            self.privacy.current().info(),
+        ]
+    }
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("slots", &self.slots())
+            .finish()
+    }
+}
+
+/// The slot's file in `dir` if there is one, else its built-in component.
+fn load_slot<W: World>(
+    engine: &Arc<PolicyEngine>,
+    limits: Limits,
+    dir: Option<&Path>,
+) -> anyhow::Result<Loaded<W>> {
+    let slot = W::SLOT;
+    if let Some(path) = dir.map(|dir| dir.join(slot.file_name())) {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let source = path.display().to_string();
+                return Loaded::load(engine, limits, &bytes, source).with_context(|| {
+                    format!("cannot load {} into the {slot} slot", path.display())
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", path.display()));
+            }
+        }
+    }
+    Loaded::load(
+        engine,
+        limits,
+        slot.builtin_component(),
+        BUILTIN_SOURCE.to_owned(),
+    )
+    .with_context(|| format!("the built-in {slot} policy does not load"))
+}
