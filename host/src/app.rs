@@ -58,11 +58,18 @@ impl Application {
             shutdown: CancellationToken::new(),
             sessions: sessions.clone(),
         };
-        Ok(Application { listener, state, tasks, sessions })
+        Ok(Application {
+            listener,
+            state,
+            tasks,
+            sessions,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn presence(&self) -> Arc<Presence> {
@@ -71,8 +78,16 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then closes every connection,
     /// flushes pending `last_seen` writes and returns.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, state, tasks, sessions } = self;
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            tasks,
+            sessions,
+        } = self;
         let addr = listener.local_addr()?;
         let cancel = state.shutdown.clone();
         let presence = state.presence.clone();
@@ -89,7 +104,10 @@ impl Application {
             })
             .await?;
         sessions.close();
-        if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait()).await.is_err() {
+        if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sessions still open after the drain timeout");
         }
         tasks.shutdown(&presence).await;

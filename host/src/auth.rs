@@ -92,14 +92,23 @@ impl Auth {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = EXP_LEEWAY_SECS;
-        Ok(Auth { decoding, encoding, validation, admin_key })
+        Ok(Auth {
+            decoding,
+            encoding,
+            validation,
+            admin_key,
+        })
     }
 
     pub fn verify_user(&self, token: &str) -> Result<User, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| AuthError::Invalid)?;
         let c = data.claims;
-        Ok(User { id: c.sub, name: c.name, username: c.preferred_username })
+        Ok(User {
+            id: c.sub,
+            name: c.name,
+            username: c.preferred_username,
+        })
     }
 
     pub fn verify_admin(&self, key: &str) -> Result<(), AuthError> {
@@ -121,8 +130,17 @@ impl Auth {
             bail!("tokens can only be minted with an HS256 secret");
         };
         let exp = jsonwebtoken::get_current_timestamp() + ttl.as_secs();
-        let claims = Claims { sub: user, exp, preferred_username: None, name };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)?)
+        let claims = Claims {
+            sub: user,
+            exp,
+            preferred_username: None,
+            name,
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            key,
+        )?)
     }
 }
 
@@ -152,7 +170,12 @@ fn load_or_generate(dir: &Path, name: &str) -> anyhow::Result<String> {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())
 }
 
@@ -167,20 +190,28 @@ mod tests {
     use std::time::Duration;
 
     fn config(dir: &Path) -> Config {
-        Config { data_dir: dir.to_owned(), ..Config::default() }
+        Config {
+            data_dir: dir.to_owned(),
+            ..Config::default()
+        }
     }
 
     #[test]
     fn generated_secrets_are_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let a = Auth::from_config(&config(dir.path())).unwrap();
-        let token = a.mint(Uuid::new_v4(), Some("John".into()), Duration::from_secs(60)).unwrap();
+        let token = a
+            .mint(Uuid::new_v4(), Some("John".into()), Duration::from_secs(60))
+            .unwrap();
         let b = Auth::from_config(&config(dir.path())).unwrap();
         assert_eq!(b.verify_user(&token).unwrap().name.as_deref(), Some("John"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("jwt_secret")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("jwt_secret"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -188,12 +219,32 @@ mod tests {
     #[test]
     fn forged_and_expired_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Auth::from_config(&Config { jwt_secret: Some("one".into()), ..config(dir.path()) }).unwrap();
-        let b = Auth::from_config(&Config { jwt_secret: Some("two".into()), ..config(dir.path()) }).unwrap();
-        let token = a.mint(Uuid::new_v4(), None, Duration::from_secs(60)).unwrap();
+        let a = Auth::from_config(&Config {
+            jwt_secret: Some("one".into()),
+            ..config(dir.path())
+        })
+        .unwrap();
+        let b = Auth::from_config(&Config {
+            jwt_secret: Some("two".into()),
+            ..config(dir.path())
+        })
+        .unwrap();
+        let token = a
+            .mint(Uuid::new_v4(), None, Duration::from_secs(60))
+            .unwrap();
         assert!(b.verify_user(&token).is_err());
-        let expired = Claims { sub: Uuid::new_v4(), exp: 1_000, name: None, preferred_username: None };
-        let t = jsonwebtoken::encode(&Header::default(), &expired, &EncodingKey::from_secret(b"one")).unwrap();
+        let expired = Claims {
+            sub: Uuid::new_v4(),
+            exp: 1_000,
+            name: None,
+            preferred_username: None,
+        };
+        let t = jsonwebtoken::encode(
+            &Header::default(),
+            &expired,
+            &EncodingKey::from_secret(b"one"),
+        )
+        .unwrap();
         assert!(a.verify_user(&t).is_err());
         assert!(a.verify_user("not a token").is_err());
     }
@@ -201,7 +252,11 @@ mod tests {
     #[test]
     fn admin_key_is_compared_exactly() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Auth::from_config(&Config { admin_key: Some("secret".into()), ..config(dir.path()) }).unwrap();
+        let a = Auth::from_config(&Config {
+            admin_key: Some("secret".into()),
+            ..config(dir.path())
+        })
+        .unwrap();
         assert!(a.verify_admin("secret").is_ok());
         assert!(a.verify_admin("secre").is_err());
         assert!(a.verify_admin("secrets").is_err());

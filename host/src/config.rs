@@ -170,7 +170,11 @@ mod tests {
     fn environment_overrides_the_file_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("presence.toml");
-        std::fs::write(&file, "database_url = \"sqlite://a.db\"\n[limits]\nsend_queue = 8\n").unwrap();
+        std::fs::write(
+            &file,
+            "database_url = \"sqlite://a.db\"\n[limits]\nsend_queue = 8\n",
+        )
+        .unwrap();
         let env = |k: &str| match k {
             "PRESENCE_LISTEN" => Some("127.0.0.1:0".to_owned()),
             "PRESENCE_ADMIN_KEY" => Some("k".to_owned()),

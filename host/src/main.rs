@@ -12,7 +12,11 @@ use presence::store::Store;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "presence", version, about = "Real-time presence for chat products")]
+#[command(
+    name = "presence",
+    version,
+    about = "Real-time presence for chat products"
+)]
 struct Cli {
     /// TOML configuration file; every setting can also come from PRESENCE_* variables.
     #[arg(long, global = true)]
@@ -61,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { listen, database_url } => {
+        Command::Serve {
+            listen,
+            database_url,
+        } => {
             if let Some(l) = listen {
                 config.listen = l;
             }
@@ -87,7 +94,9 @@ async fn main() -> anyhow::Result<()> {
                 Some(k) => k.clone(),
                 None => {
                     Auth::from_config(&config)?;
-                    std::fs::read_to_string(config.data_dir.join("admin_key"))?.trim().to_owned()
+                    std::fs::read_to_string(config.data_dir.join("admin_key"))?
+                        .trim()
+                        .to_owned()
                 }
             };
             println!("{key}");

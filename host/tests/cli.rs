@@ -16,20 +16,31 @@ fn presence(dir: &Path) -> Command {
     cmd.current_dir(dir)
         .env_clear()
         .env("PRESENCE_DATA_DIR", dir.join("data"))
-        .env("PRESENCE_DATABASE_URL", format!("sqlite://{}", dir.join("p.db").display()))
+        .env(
+            "PRESENCE_DATABASE_URL",
+            format!("sqlite://{}", dir.join("p.db").display()),
+        )
         .env("RUST_LOG", "warn");
     cmd
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
 fn migrate_applies_the_schema_to_a_fresh_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = presence(dir.path()).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied (sqlite)"));
     assert!(dir.path().join("p.db").exists());
 }
@@ -38,7 +49,10 @@ fn migrate_applies_the_schema_to_a_fresh_database() {
 async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let user = Uuid::new_v4();
-    let token = presence(dir.path()).args(["token", "--user", &user.to_string(), "--name", "John"]).output().unwrap();
+    let token = presence(dir.path())
+        .args(["token", "--user", &user.to_string(), "--name", "John"])
+        .output()
+        .unwrap();
     assert!(token.status.success());
     let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT");
@@ -46,7 +60,10 @@ async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     let port = free_port();
@@ -72,7 +89,10 @@ async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
     let ready = ws.next().await.unwrap().unwrap();
     assert!(ready.to_text().unwrap().contains("\"ready\""));
 
-    let status = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let close = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -86,12 +106,25 @@ async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
     .await
     .expect("closed in time");
     assert_eq!(close, Some(1001));
-    let exit = tokio::task::spawn_blocking(move || server.wait()).await.unwrap().unwrap();
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("p.db").display())).await.unwrap();
-    let row = store.user(user).await.unwrap().expect("the user was recorded");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        .await
+        .unwrap();
+    let row = store
+        .user(user)
+        .await
+        .unwrap()
+        .expect("the user was recorded");
     assert!(row.last_seen.is_some(), "last_seen flushed before exit");
     assert_eq!(row.status, presence::model::Status::Offline);
-    assert_eq!(row.display_name.as_deref(), Some("John"), "name taken from the token");
+    assert_eq!(
+        row.display_name.as_deref(),
+        Some("John"),
+        "name taken from the token"
+    );
 }

@@ -45,7 +45,10 @@ async fn a_million_start_stop_cycles_leave_nothing_behind() {
         if i % CONVERSATIONS == 0 {
             // Let the timer task apply what was queued.
             tokio::task::yield_now().await;
-            assert!(p.typing.entries() <= CONVERSATIONS, "bounded by live conversations");
+            assert!(
+                p.typing.entries() <= CONVERSATIONS,
+                "bounded by live conversations"
+            );
         }
     }
     // Past every lease and rate window (virtual time).

@@ -11,7 +11,10 @@ async fn expect_bad_request(c: &mut Client, frame: Message) {
     c.send_raw(frame).await;
     let e = c.next_of("error").await;
     assert_eq!(e["code"], "bad_request", "{e}");
-    assert!(c.drain().await.is_empty(), "the connection stays open and usable");
+    assert!(
+        c.drain().await.is_empty(),
+        "the connection stays open and usable"
+    );
 }
 
 #[tokio::test]
@@ -22,11 +25,26 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays_open() {
     expect_bad_request(&mut c, Message::text("not json")).await;
     expect_bad_request(&mut c, Message::binary(vec![1u8, 2, 3])).await;
     expect_bad_request(&mut c, Message::text(r#"{"type":"dance","data":{}}"#)).await;
-    expect_bad_request(&mut c, Message::text(r#"{"type":"typing_start","data":{}}"#)).await;
-    expect_bad_request(&mut c, Message::text(r#"{"type":"typing_start","data":{"conversation_id":42}}"#)).await;
-    expect_bad_request(&mut c, Message::text(r#"{"type":"typing_start","data":{"conversation_id":"not-a-uuid"}}"#))
-        .await;
-    expect_bad_request(&mut c, Message::text(r#"{"type":"set_status","data":{"status":"offline"}}"#)).await;
+    expect_bad_request(
+        &mut c,
+        Message::text(r#"{"type":"typing_start","data":{}}"#),
+    )
+    .await;
+    expect_bad_request(
+        &mut c,
+        Message::text(r#"{"type":"typing_start","data":{"conversation_id":42}}"#),
+    )
+    .await;
+    expect_bad_request(
+        &mut c,
+        Message::text(r#"{"type":"typing_start","data":{"conversation_id":"not-a-uuid"}}"#),
+    )
+    .await;
+    expect_bad_request(
+        &mut c,
+        Message::text(r#"{"type":"set_status","data":{"status":"offline"}}"#),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -34,7 +52,10 @@ async fn a_frame_over_the_size_limit_closes_with_1009() {
     let app = spawn_app().await;
     let me = app.user("Me").await;
     let mut c = app.connect(me).await;
-    let huge = format!(r#"{{"type":"ping","data":{{"pad":"{}"}}}}"#, "x".repeat(17 * 1024));
+    let huge = format!(
+        r#"{{"type":"ping","data":{{"pad":"{}"}}}}"#,
+        "x".repeat(17 * 1024)
+    );
     c.send_raw(Message::text(huge)).await;
     assert_eq!(c.closed().await, Some(1009));
 }
@@ -45,9 +66,14 @@ async fn a_forged_user_id_is_forbidden_and_a_non_member_is_refused() {
     let (me, other) = (app.user("Me").await, app.user("Other").await);
     let conv = app.conversation(&[me, other]).await;
     let mut c = app.connect(me).await;
-    c.send("typing_stop", json!({"conversation_id": conv, "user_id": other})).await;
+    c.send(
+        "typing_stop",
+        json!({"conversation_id": conv, "user_id": other}),
+    )
+    .await;
     assert_eq!(c.next_of("error").await["code"], "forbidden");
-    c.send("typing_start", json!({"conversation_id": Uuid::new_v4()})).await;
+    c.send("typing_start", json!({"conversation_id": Uuid::new_v4()}))
+        .await;
     assert_eq!(c.next_of("error").await["code"], "not_member");
     assert!(c.drain().await.is_empty());
 }
@@ -62,7 +88,10 @@ async fn a_flood_is_rate_limited_then_closed_with_1008() {
     }
     let mut saw_rate_limited = false;
     let code = loop {
-        match tokio::time::timeout(FRAME_TIMEOUT, futures_util::StreamExt::next(&mut c.ws)).await.unwrap() {
+        match tokio::time::timeout(FRAME_TIMEOUT, futures_util::StreamExt::next(&mut c.ws))
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "error" && v["data"]["code"] == "rate_limited" {
@@ -82,19 +111,38 @@ async fn a_flood_is_rate_limited_then_closed_with_1008() {
 async fn bad_tokens_are_refused_at_the_upgrade() {
     let app = spawn_app().await;
     let me = Uuid::new_v4();
-    let expired = sign(&json!({"sub": me, "exp": jsonwebtoken_exp(-3600)}), JWT_SECRET);
-    let forged = sign(&json!({"sub": me, "exp": jsonwebtoken_exp(3600)}), "not-the-secret");
+    let expired = sign(
+        &json!({"sub": me, "exp": jsonwebtoken_exp(-3600)}),
+        JWT_SECRET,
+    );
+    let forged = sign(
+        &json!({"sub": me, "exp": jsonwebtoken_exp(3600)}),
+        "not-the-secret",
+    );
     let no_sub = sign(&json!({"exp": jsonwebtoken_exp(3600)}), JWT_SECRET);
     for token in ["", "garbage", &expired, &forged, &no_sub] {
-        let err = tokio_tungstenite::connect_async(app.ws_url(token, None)).await.unwrap_err();
+        let err = tokio_tungstenite::connect_async(app.ws_url(token, None))
+            .await
+            .unwrap_err();
         match err {
             tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 401),
             other => panic!("expected 401, got {other:?}"),
         }
     }
-    let r = app.http.get(app.url(&format!("/api/v1/users/{me}/status"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/users/{me}/status")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app.http.get(app.url(&format!("/api/v1/users/{me}/status"))).bearer_auth(&expired).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/users/{me}/status")))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -102,7 +150,11 @@ async fn bad_tokens_are_refused_at_the_upgrade() {
 async fn malformed_rest_input_gets_400_with_the_envelope() {
     let app = spawn_app().await;
     let me = app.user("Me").await;
-    for path in ["/api/v1/users/not-a-uuid/status", "/api/v1/users/status?user_ids=zzz", "/api/v1/users/status"] {
+    for path in [
+        "/api/v1/users/not-a-uuid/status",
+        "/api/v1/users/status?user_ids=zzz",
+        "/api/v1/users/status",
+    ] {
         let (status, body) = app.get_as(me, path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(body["success"], false);
@@ -121,7 +173,11 @@ async fn malformed_rest_input_gets_400_with_the_envelope() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_request");
     let (status, body) = app
-        .admin_raw(reqwest::Method::POST, "/api/v1/admin/activity", Some(json!({"user_id": me, "kind": "dance"})))
+        .admin_raw(
+            reqwest::Method::POST,
+            "/api/v1/admin/activity",
+            Some(json!({"user_id": me, "kind": "dance"})),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "bad_request");

@@ -18,9 +18,13 @@ async fn last_seen_survives_a_graceful_restart() {
     server.await.unwrap().expect("clean exit");
 
     let app = spawn_app_on(url, dir, |_| {}).await;
-    let (_, body) = app.get_as(bob, &format!("/api/v1/users/{ann}/status")).await;
+    let (_, body) = app
+        .get_as(bob, &format!("/api/v1/users/{ann}/status"))
+        .await;
     assert_eq!(body["data"]["status"], "offline");
-    let seen = body["data"]["last_seen"].as_str().expect("last_seen was flushed on shutdown");
+    let seen = body["data"]["last_seen"]
+        .as_str()
+        .expect("last_seen was flushed on shutdown");
     let seen = chrono::DateTime::parse_from_rfc3339(seen).unwrap().to_utc();
     assert!((seen - stopped_at).num_seconds().abs() <= 2);
 }

@@ -4,4 +4,5 @@ mod bad_input;
 mod lifecycle;
 mod rest;
 mod status;
+mod timings;
 mod typing;

@@ -8,10 +8,19 @@ use uuid::Uuid;
 #[tokio::test]
 async fn batch_status_keeps_request_order_omits_unknown_and_dedupes() {
     let app = spawn_app().await;
-    let (a, b, me) = (app.user("Ann").await, app.user("Bob").await, app.user("Me").await);
+    let (a, b, me) = (
+        app.user("Ann").await,
+        app.user("Bob").await,
+        app.user("Me").await,
+    );
     let _online = app.connect(b).await;
     let unknown = Uuid::new_v4();
-    let (status, body) = app.get_as(me, &format!("/api/v1/users/status?user_ids={b},{unknown},{a},{b}")).await;
+    let (status, body) = app
+        .get_as(
+            me,
+            &format!("/api/v1/users/status?user_ids={b},{unknown},{a},{b}"),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["success"], true);
     let list = body["data"].as_array().unwrap();
@@ -30,7 +39,12 @@ async fn more_than_a_hundred_ids_are_refused() {
     let app = spawn_app().await;
     let me = app.user("Me").await;
     let ids: Vec<String> = (0..101).map(|_| Uuid::new_v4().to_string()).collect();
-    let (status, body) = app.get_as(me, &format!("/api/v1/users/status?user_ids={}", ids.join(","))).await;
+    let (status, body) = app
+        .get_as(
+            me,
+            &format!("/api/v1/users/status?user_ids={}", ids.join(",")),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["success"], false);
     assert_eq!(body["error"]["code"], "too_many_ids");
@@ -40,7 +54,9 @@ async fn more_than_a_hundred_ids_are_refused() {
 async fn unknown_users_are_404_user_not_found() {
     let app = spawn_app().await;
     let me = app.user("Me").await;
-    let (status, body) = app.get_as(me, &format!("/api/v1/users/{}/status", Uuid::new_v4())).await;
+    let (status, body) = app
+        .get_as(me, &format!("/api/v1/users/{}/status", Uuid::new_v4()))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "user_not_found");
 }
@@ -50,15 +66,29 @@ async fn privacy_settings_round_trip_and_validate() {
     let app = spawn_app().await;
     let me = app.user("Me").await;
     let (_, body) = app.get_as(me, "/api/v1/users/me/privacy").await;
-    assert_eq!(body["data"], json!({"show_last_seen": true, "last_seen_visibility": "everyone"}));
+    assert_eq!(
+        body["data"],
+        json!({"show_last_seen": true, "last_seen_visibility": "everyone"})
+    );
     let put = |body: serde_json::Value| {
-        app.http.put(app.url("/api/v1/users/me/privacy")).bearer_auth(token_for(me, None)).json(&body).send()
+        app.http
+            .put(app.url("/api/v1/users/me/privacy"))
+            .bearer_auth(token_for(me, None))
+            .json(&body)
+            .send()
     };
-    let r = put(json!({"show_last_seen": false, "last_seen_visibility": "nobody"})).await.unwrap();
+    let r = put(json!({"show_last_seen": false, "last_seen_visibility": "nobody"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (_, body) = app.get_as(me, "/api/v1/users/me/privacy").await;
-    assert_eq!(body["data"], json!({"show_last_seen": false, "last_seen_visibility": "nobody"}));
-    let r = put(json!({"last_seen_visibility": "friends"})).await.unwrap();
+    assert_eq!(
+        body["data"],
+        json!({"show_last_seen": false, "last_seen_visibility": "nobody"})
+    );
+    let r = put(json!({"last_seen_visibility": "friends"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_request");
@@ -97,7 +127,13 @@ async fn user_tokens_never_open_admin_routes_and_the_admin_key_never_opens_user_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = app.http.get(app.url("/api/v1/users/me/privacy")).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/v1/users/me/privacy"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["success"], false);
@@ -109,7 +145,12 @@ async fn health_reports_ok_and_admin_lists_the_loaded_plugins() {
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let plugins = app.admin(Method::GET, "/api/v1/admin/plugins", None).await;
-    let slots: Vec<&str> = plugins["data"].as_array().unwrap().iter().map(|p| p["slot"].as_str().unwrap()).collect();
+    let slots: Vec<&str> = plugins["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["slot"].as_str().unwrap())
+        .collect();
     assert_eq!(slots, ["typing", "status", "privacy"]);
     assert_eq!(plugins["data"][0]["sha256"].as_str().unwrap().len(), 64);
 }

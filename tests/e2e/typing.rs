@@ -7,7 +7,11 @@ use serde_json::json;
 #[tokio::test]
 async fn typing_reaches_the_other_members_but_never_the_sender() {
     let app = spawn_app().await;
-    let (john, sarah, mike) = (app.user("John").await, app.user("Sarah").await, app.user("Mike").await);
+    let (john, sarah, mike) = (
+        app.user("John").await,
+        app.user("Sarah").await,
+        app.user("Mike").await,
+    );
     let outsider = app.user("Eve").await;
     let conv = app.conversation(&[john, sarah, mike]).await;
     let mut j = app.connect(john).await;
@@ -15,7 +19,11 @@ async fn typing_reaches_the_other_members_but_never_the_sender() {
     let mut m = app.connect(mike).await;
     let mut e = app.connect(outsider).await;
 
-    j.send("typing_start", json!({"conversation_id": conv, "user_id": john})).await;
+    j.send(
+        "typing_start",
+        json!({"conversation_id": conv, "user_id": john}),
+    )
+    .await;
     for c in [&mut s, &mut m] {
         let t = c.next_of("user_typing").await;
         assert_eq!(t["conversation_id"], json!(conv));
@@ -26,10 +34,14 @@ async fn typing_reaches_the_other_members_but_never_the_sender() {
         assert_eq!(t["typing_user_ids"], json!([john]));
         assert_eq!(t["text"], "John is typing…");
     }
-    assert!(j.drain().await.iter().all(|f| f["type"] != "user_typing"), "sender gets nothing");
+    assert!(
+        j.drain().await.iter().all(|f| f["type"] != "user_typing"),
+        "sender gets nothing"
+    );
     assert!(e.drain().await.is_empty(), "non-members get nothing");
 
-    j.send("typing_stop", json!({"conversation_id": conv})).await;
+    j.send("typing_stop", json!({"conversation_id": conv}))
+        .await;
     let t = s.next_of("user_typing").await;
     assert_eq!(t["is_typing"], false);
     assert_eq!(t["typing_user_ids"], json!([]));
@@ -43,10 +55,12 @@ async fn renewing_a_typing_state_broadcasts_nothing() {
     let conv = app.conversation(&[a, b]).await;
     let mut ca = app.connect(a).await;
     let mut cb = app.connect(b).await;
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
     for _ in 0..3 {
-        ca.send("typing_start", json!({"conversation_id": conv})).await;
+        ca.send("typing_start", json!({"conversation_id": conv}))
+            .await;
     }
     ca.drain().await;
     assert!(cb.drain().await.is_empty(), "renewals are silent");
@@ -60,12 +74,16 @@ async fn typing_ends_by_itself_when_the_lease_runs_out() {
     let mut ca = app.connect(a).await;
     let mut cb = app.connect(b).await;
     let started = std::time::Instant::now();
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
     let stop = cb.next_of("user_typing").await;
     assert_eq!(stop["is_typing"], false);
     assert_eq!(stop["user_id"], json!(a));
-    assert!(started.elapsed() >= std::time::Duration::from_millis(4_900), "not before the 5 s lease");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(4_900),
+        "not before the 5 s lease"
+    );
 }
 
 #[tokio::test]
@@ -76,33 +94,52 @@ async fn a_stop_inside_the_rate_window_is_coalesced_never_lost() {
     let mut ca = app.connect(a).await;
     let mut cb = app.connect(b).await;
     // A burst of transitions inside one rate window.
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
-    ca.send("typing_stop", json!({"conversation_id": conv})).await;
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
-    ca.send("typing_stop", json!({"conversation_id": conv})).await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
+    ca.send("typing_stop", json!({"conversation_id": conv}))
+        .await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
+    ca.send("typing_stop", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
     // The latest state arrives when the window opens; nothing in between.
     let started = std::time::Instant::now();
     assert_eq!(cb.next_of("user_typing").await["is_typing"], false);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(500), "held until the window opened");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "held until the window opened"
+    );
     ca.drain().await;
     let rest = cb.drain().await;
-    assert!(rest.iter().all(|f| f["type"] != "user_typing"), "exactly one start and one stop: {rest:?}");
+    assert!(
+        rest.iter().all(|f| f["type"] != "user_typing"),
+        "exactly one start and one stop: {rest:?}"
+    );
 }
 
 #[tokio::test]
 async fn only_members_may_type_and_only_as_themselves() {
     let app = spawn_app().await;
-    let (a, b, c) = (app.user("Ann").await, app.user("Bob").await, app.user("Cid").await);
+    let (a, b, c) = (
+        app.user("Ann").await,
+        app.user("Bob").await,
+        app.user("Cid").await,
+    );
     let conv = app.conversation(&[a, b]).await;
     let mut cc = app.connect(c).await;
-    cc.send("typing_start", json!({"conversation_id": conv})).await;
+    cc.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     let e = cc.next_of("error").await;
     assert_eq!(e["code"], "not_member");
     assert_eq!(e["ref_type"], "typing_start");
 
     let mut ca = app.connect(a).await;
-    ca.send("typing_start", json!({"conversation_id": conv, "user_id": b})).await;
+    ca.send(
+        "typing_start",
+        json!({"conversation_id": conv, "user_id": b}),
+    )
+    .await;
     let e = ca.next_of("error").await;
     assert_eq!(e["code"], "forbidden");
     // Still open and usable.
@@ -131,7 +168,8 @@ async fn group_summaries_are_worded_for_each_recipients_locale() {
     ]
     .into_iter();
     for t in typers.iter_mut() {
-        t.send("typing_start", json!({"conversation_id": conv})).await;
+        t.send("typing_start", json!({"conversation_id": conv}))
+            .await;
         let f = thai.next_of("user_typing").await;
         assert_eq!(f["text"], expected.next().unwrap());
     }
@@ -151,7 +189,8 @@ async fn typing_stops_when_the_last_connection_closes() {
     let conv = app.conversation(&[a, b]).await;
     let ca = {
         let mut c = app.connect(a).await;
-        c.send("typing_start", json!({"conversation_id": conv})).await;
+        c.send("typing_start", json!({"conversation_id": conv}))
+            .await;
         c
     };
     let mut cb = app.connect(b).await;
@@ -173,12 +212,22 @@ async fn removing_a_member_stops_their_typing() {
     let conv = app.conversation(&[a, b]).await;
     let mut ca = app.connect(a).await;
     let mut cb = app.connect(b).await;
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
-    app.admin(Method::DELETE, &format!("/api/v1/admin/conversations/{conv}/members/{a}"), None).await;
+    app.admin(
+        Method::DELETE,
+        &format!("/api/v1/admin/conversations/{conv}/members/{a}"),
+        None,
+    )
+    .await;
     let f = cb.next_of("user_typing").await;
-    assert_eq!((f["user_id"].clone(), f["is_typing"].clone()), (json!(a), json!(false)));
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
+    assert_eq!(
+        (f["user_id"].clone(), f["is_typing"].clone()),
+        (json!(a), json!(false))
+    );
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(ca.next_of("error").await["code"], "not_member");
 }
 
@@ -189,7 +238,8 @@ async fn sending_a_message_stops_typing_there() {
     let conv = app.conversation(&[a, b]).await;
     let mut ca = app.connect(a).await;
     let mut cb = app.connect(b).await;
-    ca.send("typing_start", json!({"conversation_id": conv})).await;
+    ca.send("typing_start", json!({"conversation_id": conv}))
+        .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
     app.admin(
         Method::POST,
@@ -211,7 +261,11 @@ async fn typing_state_does_not_accumulate_after_many_cycles() {
     let mut ca = app.connect(a).await;
     for round in 0..4 {
         for c in &convs {
-            let kind = if round % 2 == 0 { "typing_start" } else { "typing_stop" };
+            let kind = if round % 2 == 0 {
+                "typing_start"
+            } else {
+                "typing_stop"
+            };
             ca.send(kind, json!({"conversation_id": c})).await;
         }
         ca.drain().await;

@@ -73,6 +73,21 @@ pub async fn spawn_app_on(
     }
 }
 
+/// A server whose status policy is `tests/plugins/quick-status`: 0.5 s grace,
+/// away after 1.5 s, a 1 s heartbeat, and co-members as watchers.
+pub async fn spawn_quick_app() -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        env!("PRESENCE_TEST_QUICK_STATUS_WASM"),
+        plugins.join("status.wasm"),
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("presence.db").display());
+    spawn_app_on(url, dir, |c| c.plugin_dir = Some(plugins)).await
+}
+
 pub fn token_for(user: Uuid, name: Option<&str>) -> String {
     let exp = jsonwebtoken_exp(3600);
     let mut claims = json!({"sub": user, "exp": exp});
@@ -118,7 +133,10 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (reqwest::StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(ADMIN_KEY);
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_KEY);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -180,7 +198,10 @@ impl TestApp {
         let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(token, locale))
             .await
             .expect("websocket connects");
-        let mut c = Client { ws, ready: Value::Null };
+        let mut c = Client {
+            ws,
+            ready: Value::Null,
+        };
         c.ready = c.next_of("ready").await;
         c
     }
@@ -261,7 +282,10 @@ impl Client {
     /// Waits for the close frame and returns its code.
     pub async fn closed(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.expect("closes in time") {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+                .await
+                .expect("closes in time")
+            {
                 Some(Ok(Message::Close(c))) => return c.map(|c| c.code.into()),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,

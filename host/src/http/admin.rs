@@ -24,15 +24,27 @@ pub struct ProfileBody {
     display_name: String,
 }
 
-pub async fn put_user(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<ProfileBody>) -> Reply {
+pub async fn put_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Body(body): Body<ProfileBody>,
+) -> Reply {
     let id = parse_uuid(&id)?;
     if body.username.len() > MAX_NAME_LEN || body.display_name.len() > MAX_NAME_LEN {
-        return Err(ApiError::BadRequest(format!("names are limited to {MAX_NAME_LEN} bytes")));
+        return Err(ApiError::BadRequest(format!(
+            "names are limited to {MAX_NAME_LEN} bytes"
+        )));
     }
     let d = &state.presence.directory;
-    let record = d.store().upsert_profile(id, &body.username, &body.display_name).await?;
+    let record = d
+        .store()
+        .upsert_profile(id, &body.username, &body.display_name)
+        .await?;
     let p = d.put_profile(record);
-    Ok(ok(serde_json::json!({"id": p.id, "username": p.username, "display_name": p.display_name})))
+    Ok(ok(
+        serde_json::json!({"id": p.id, "username": p.username, "display_name": p.display_name}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -50,7 +62,12 @@ impl IdList {
     }
 }
 
-pub async fn put_members(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<IdList>) -> Reply {
+pub async fn put_members(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Body(body): Body<IdList>,
+) -> Reply {
     let conversation = parse_uuid(&id)?;
     let users = body.checked()?;
     let p = &state.presence;
@@ -59,20 +76,38 @@ pub async fn put_members(State(state): State<AppState>, _: Admin, Path(id): Path
         p.directory.invalidate_conversations(u);
     }
     members_changed(&state, conversation).await?;
-    Ok(ok(serde_json::json!({"conversation_id": conversation, "members": p.directory.members(conversation).await?.len()})))
+    Ok(ok(
+        serde_json::json!({"conversation_id": conversation, "members": p.directory.members(conversation).await?.len()}),
+    ))
 }
 
-pub async fn add_member(State(state): State<AppState>, _: Admin, Path((id, user)): Path<(String, String)>) -> Reply {
+pub async fn add_member(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((id, user)): Path<(String, String)>,
+) -> Reply {
     let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
-    let added = state.presence.store().add_member(conversation, user).await?;
+    let added = state
+        .presence
+        .store()
+        .add_member(conversation, user)
+        .await?;
     state.presence.directory.invalidate_conversations(&user);
     members_changed(&state, conversation).await?;
     Ok(ok(serde_json::json!({"added": added})))
 }
 
-pub async fn remove_member(State(state): State<AppState>, _: Admin, Path((id, user)): Path<(String, String)>) -> Reply {
+pub async fn remove_member(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((id, user)): Path<(String, String)>,
+) -> Reply {
     let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
-    let removed = state.presence.store().remove_member(conversation, user).await?;
+    let removed = state
+        .presence
+        .store()
+        .remove_member(conversation, user)
+        .await?;
     state.presence.directory.invalidate_conversations(&user);
     members_changed(&state, conversation).await?;
     Ok(ok(serde_json::json!({"removed": removed})))
@@ -87,7 +122,12 @@ async fn members_changed(state: &AppState, conversation: Uuid) -> Result<(), Api
     Ok(())
 }
 
-pub async fn put_contacts(State(state): State<AppState>, _: Admin, Path(id): Path<String>, Body(body): Body<IdList>) -> Reply {
+pub async fn put_contacts(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Body(body): Body<IdList>,
+) -> Reply {
     let user = parse_uuid(&id)?;
     let contacts = body.checked()?;
     let d = &state.presence.directory;
@@ -96,7 +136,9 @@ pub async fn put_contacts(State(state): State<AppState>, _: Admin, Path(id): Pat
     for c in previous.iter().chain(contacts.iter()) {
         d.invalidate_watchers(c);
     }
-    Ok(ok(serde_json::json!({"user_id": user, "contacts": d.contacts_of(user).await?.len()})))
+    Ok(ok(
+        serde_json::json!({"user_id": user, "contacts": d.contacts_of(user).await?.len()}),
+    ))
 }
 
 #[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
@@ -117,7 +159,11 @@ pub struct ActivityBody {
 
 /// Activity seen by the chat backend: resets the idle clock (or moves an
 /// offline user's last seen); `message_sent` stops typing there.
-pub async fn activity(State(state): State<AppState>, _: Admin, Body(body): Body<ActivityBody>) -> Reply {
+pub async fn activity(
+    State(state): State<AppState>,
+    _: Admin,
+    Body(body): Body<ActivityBody>,
+) -> Reply {
     let p = &state.presence;
     p.backend_activity(body.user_id);
     if let (ActivityKind::MessageSent, Some(c)) = (body.kind, body.conversation_id) {

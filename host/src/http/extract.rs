@@ -27,7 +27,11 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        state.auth.verify_user(token).map(CurrentUser).map_err(|_| ApiError::Unauthorized)
+        state
+            .auth
+            .verify_user(token)
+            .map(CurrentUser)
+            .map_err(|_| ApiError::Unauthorized)
     }
 }
 
@@ -39,7 +43,11 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        state.auth.verify_admin(key).map(|_| Admin).map_err(|_| ApiError::Unauthorized)
+        state
+            .auth
+            .verify_admin(key)
+            .map(|_| Admin)
+            .map_err(|_| ApiError::Unauthorized)
     }
 }
 

@@ -37,12 +37,21 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/ws", get(ws::upgrade))
         .route("/api/v1/users/status", get(users::batch_status))
-        .route("/api/v1/users/me/privacy", get(users::get_privacy).put(users::put_privacy))
+        .route(
+            "/api/v1/users/me/privacy",
+            get(users::get_privacy).put(users::put_privacy),
+        )
         .route("/api/v1/users/me/status", put(users::put_status))
         .route("/api/v1/users/{id}/status", get(users::status))
         .route("/api/v1/admin/users/{id}", put(admin::put_user))
-        .route("/api/v1/admin/users/{id}/contacts", put(admin::put_contacts))
-        .route("/api/v1/admin/conversations/{id}/members", put(admin::put_members))
+        .route(
+            "/api/v1/admin/users/{id}/contacts",
+            put(admin::put_contacts),
+        )
+        .route(
+            "/api/v1/admin/conversations/{id}/members",
+            put(admin::put_members),
+        )
         .route(
             "/api/v1/admin/conversations/{id}/members/{user_id}",
             post(admin::add_member).delete(admin::remove_member),

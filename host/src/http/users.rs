@@ -15,7 +15,11 @@ use crate::ws::protocol::ManualStatus;
 type Reply = Result<Json<serde_json::Value>, ApiError>;
 
 /// `GET /api/v1/users/{id}/status` (`me` is the caller).
-pub async fn status(State(state): State<AppState>, CurrentUser(me): CurrentUser, Path(id): Path<String>) -> Reply {
+pub async fn status(
+    State(state): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    Path(id): Path<String>,
+) -> Reply {
     let id = if id == "me" { me.id } else { parse_uuid(&id)? };
     let d = &state.presence.directory;
     let viewer = d.ensure_profile(&me).await?;
@@ -25,7 +29,11 @@ pub async fn status(State(state): State<AppState>, CurrentUser(me): CurrentUser,
 
 /// `GET /api/v1/users/status?user_ids=a,b,c`: request order, unknown ids
 /// omitted, duplicates once.
-pub async fn batch_status(State(state): State<AppState>, CurrentUser(me): CurrentUser, RawQuery(query): RawQuery) -> Reply {
+pub async fn batch_status(
+    State(state): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    RawQuery(query): RawQuery,
+) -> Reply {
     let max = state.presence.limits.max_batch_ids;
     let ids = parse_id_list(query.as_deref().unwrap_or(""), max)?;
     let d = &state.presence.directory;
@@ -50,7 +58,11 @@ fn parse_id_list(query: &str, max: usize) -> Result<Vec<Uuid>, ApiError> {
         }
     }
     let list = list.ok_or_else(|| ApiError::BadRequest("user_ids is required".to_owned()))?;
-    let raw: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let raw: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if raw.len() > max {
         return Err(ApiError::TooManyIds(max));
     }
@@ -130,9 +142,21 @@ mod tests {
         let b = Uuid::new_v4();
         let q = format!("user_ids={b},{a},{b}");
         assert_eq!(parse_id_list(&q, 100).unwrap(), vec![b, a]);
-        let many = (0..101).map(|_| Uuid::new_v4().to_string()).collect::<Vec<_>>().join(",");
-        assert!(matches!(parse_id_list(&format!("user_ids={many}"), 100), Err(ApiError::TooManyIds(100))));
-        assert!(matches!(parse_id_list("user_ids=nope", 100), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse_id_list("", 100), Err(ApiError::BadRequest(_))));
+        let many = (0..101)
+            .map(|_| Uuid::new_v4().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(matches!(
+            parse_id_list(&format!("user_ids={many}"), 100),
+            Err(ApiError::TooManyIds(100))
+        ));
+        assert!(matches!(
+            parse_id_list("user_ids=nope", 100),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_id_list("", 100),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 }

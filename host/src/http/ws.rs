@@ -27,7 +27,10 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = query.get("token").map(String::as_str).or_else(|| bearer(&headers));
+    let token = query
+        .get("token")
+        .map(String::as_str)
+        .or_else(|| bearer(&headers));
     let Some(user) = token.and_then(|t| state.auth.verify_user(t).ok()) else {
         return ApiError::Unauthorized.into_response();
     };

@@ -150,15 +150,20 @@ impl Directory {
 
     /// Records a new last seen in the cached profile, if cached.
     pub fn set_last_seen(&self, id: &Uuid, at: DateTime<Utc>) {
-        if let Some(mut p) = self.profiles.get_mut(id) {
-            if p.last_seen.is_none_or(|t| t < at) {
-                Arc::make_mut(&mut p).last_seen = Some(at);
-            }
+        if let Some(mut p) = self.profiles.get_mut(id)
+            && p.last_seen.is_none_or(|t| t < at)
+        {
+            Arc::make_mut(&mut p).last_seen = Some(at);
         }
     }
 
     pub async fn members(&self, conversation: Uuid) -> store::Result<Ids> {
-        cached(&self.members, conversation, self.store.members(conversation)).await
+        cached(
+            &self.members,
+            conversation,
+            self.store.members(conversation),
+        )
+        .await
     }
 
     pub async fn conversations_of(&self, user: Uuid) -> store::Result<Ids> {

@@ -47,7 +47,11 @@ pub struct PresenceTasks {
 }
 
 impl Presence {
-    pub fn start(store: Store, policies: Arc<Policies>, limits: Limits) -> (Arc<Presence>, PresenceTasks) {
+    pub fn start(
+        store: Store,
+        policies: Arc<Policies>,
+        limits: Limits,
+    ) -> (Arc<Presence>, PresenceTasks) {
         let (timers, timer_task) = Timers::new();
         let presence = Arc::new(Presence {
             policies,
@@ -62,7 +66,14 @@ impl Presence {
         let stop = CancellationToken::new();
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
         let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
-        (presence, PresenceTasks { stop, timer_task, flush_task })
+        (
+            presence,
+            PresenceTasks {
+                stop,
+                timer_task,
+                flush_task,
+            },
+        )
     }
 
     pub fn store(&self) -> &Store {
@@ -71,7 +82,9 @@ impl Presence {
 
     fn on_timer(self: &Arc<Self>, key: TimerKey) {
         match key {
-            TimerKey::Typing { conversation, user } => self.typing.on_timer(self, conversation, user),
+            TimerKey::Typing { conversation, user } => {
+                self.typing.on_timer(self, conversation, user)
+            }
             TimerKey::Grace(user) => self.grace_expired(user),
             TimerKey::Away(user) => self.idle_check(user),
         }
@@ -95,6 +108,9 @@ impl PresenceTasks {
             tracing::warn!(attempt, "final last_seen flush failed");
             tokio::time::sleep(flush::RETRY_DELAY).await;
         }
-        tracing::error!(pending = presence.write_behind.pending(), "last_seen writes lost at shutdown");
+        tracing::error!(
+            pending = presence.write_behind.pending(),
+            "last_seen writes lost at shutdown"
+        );
     }
 }

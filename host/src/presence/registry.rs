@@ -40,7 +40,10 @@ impl SessionHandle {
         match self.tx.try_send(Outbound::Frame(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(session = self.id, "send queue full: dropping slow connection");
+                tracing::warn!(
+                    session = self.id,
+                    "send queue full: dropping slow connection"
+                );
                 self.kill.cancel();
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -82,9 +85,10 @@ impl Registry {
 
     /// Live status: present while connected or within the grace period.
     pub fn live(&self, user: &Uuid) -> Option<Live> {
-        self.users
-            .get(user)
-            .map(|e| Live { status: e.status, last_activity_at: e.last_activity_at })
+        self.users.get(user).map(|e| Live {
+            status: e.status,
+            last_activity_at: e.last_activity_at,
+        })
     }
 
     pub fn is_connected(&self, user: &Uuid) -> bool {

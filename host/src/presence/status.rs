@@ -41,13 +41,17 @@ impl Presence {
         let now = Instant::now();
         let now_at = Utc::now();
         let first = {
-            let mut entry = self.registry.users.entry(user.id).or_insert_with(|| UserEntry {
-                sessions: Vec::new(),
-                status: Status::Online,
-                last_activity: now,
-                last_activity_at: now_at,
-                disconnected_at: None,
-            });
+            let mut entry = self
+                .registry
+                .users
+                .entry(user.id)
+                .or_insert_with(|| UserEntry {
+                    sessions: Vec::new(),
+                    status: Status::Online,
+                    last_activity: now,
+                    last_activity_at: now_at,
+                    disconnected_at: None,
+                });
             let returning = entry.disconnected_at.take().is_some();
             let first = entry.sessions.is_empty() && !returning;
             entry.sessions.push(handle);
@@ -58,7 +62,14 @@ impl Presence {
         };
         if first {
             self.schedule_idle_check(user.id, now);
-            self.spawn_announce(user.id, Change { status: Status::Online, at: now_at, last_seen: None });
+            self.spawn_announce(
+                user.id,
+                Change {
+                    status: Status::Online,
+                    at: now_at,
+                    last_seen: None,
+                },
+            );
         }
         let ready = self.ready(&profile).await?;
         Ok((profile, ready))
@@ -86,7 +97,8 @@ impl Presence {
             Ready {
                 user_id: profile.id,
                 session_id,
-                heartbeat_interval_ms: self.policies.status_config().heartbeat_interval.as_millis() as u64,
+                heartbeat_interval_ms: self.policies.status_config().heartbeat_interval.as_millis()
+                    as u64,
                 contacts: &contacts,
                 typing: &typing,
             },
@@ -130,7 +142,9 @@ impl Presence {
     /// starts the grace period.
     pub fn disconnect(self: &Arc<Self>, user: Uuid, session: u64) {
         let last = {
-            let Some(mut entry) = self.registry.users.get_mut(&user) else { return };
+            let Some(mut entry) = self.registry.users.get_mut(&user) else {
+                return;
+            };
             entry.sessions.retain(|s| s.id != session);
             if entry.sessions.is_empty() && entry.disconnected_at.is_none() {
                 entry.disconnected_at = Some(Utc::now());
@@ -143,21 +157,28 @@ impl Presence {
             self.typing.stop_everywhere(self, user);
             let grace = self.policies.status_config().offline_grace;
             self.timers.cancel(TimerKey::Away(user));
-            self.timers.set(TimerKey::Grace(user), Instant::now() + grace);
+            self.timers
+                .set(TimerKey::Grace(user), Instant::now() + grace);
         }
     }
 
     pub(super) fn grace_expired(self: &Arc<Self>, user: Uuid) {
-        let removed = self
-            .registry
-            .users
-            .remove_if(&user, |_, e| e.sessions.is_empty() && e.disconnected_at.is_some());
+        let removed = self.registry.users.remove_if(&user, |_, e| {
+            e.sessions.is_empty() && e.disconnected_at.is_some()
+        });
         let Some((_, entry)) = removed else { return };
         let at = entry.disconnected_at.expect("checked above");
         self.directory.set_last_seen(&user, at);
         self.write_behind.record(user, Status::Offline, at);
         self.write_behind.kick();
-        self.spawn_announce(user, Change { status: Status::Offline, at, last_seen: Some(at) });
+        self.spawn_announce(
+            user,
+            Change {
+                status: Status::Offline,
+                at,
+                last_seen: Some(at),
+            },
+        );
     }
 
     /// The user did something: resets the idle clock; brings them back from away.
@@ -165,7 +186,9 @@ impl Presence {
         let now = Instant::now();
         let now_at = Utc::now();
         let back = {
-            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            let Some(mut e) = self.registry.users.get_mut(&user) else {
+                return;
+            };
             e.last_activity = now;
             e.last_activity_at = now_at;
             let back = e.status == Status::Away && !e.sessions.is_empty();
@@ -176,7 +199,14 @@ impl Presence {
         };
         if back {
             self.schedule_idle_check(user, now);
-            self.spawn_announce(user, Change { status: Status::Online, at: now_at, last_seen: None });
+            self.spawn_announce(
+                user,
+                Change {
+                    status: Status::Online,
+                    at: now_at,
+                    last_seen: None,
+                },
+            );
         }
     }
 
@@ -195,12 +225,18 @@ impl Presence {
     /// `set_status away`: away until the next activity.
     pub fn set_away(self: &Arc<Self>, user: Uuid) {
         let change = {
-            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            let Some(mut e) = self.registry.users.get_mut(&user) else {
+                return;
+            };
             if e.status == Status::Away || e.sessions.is_empty() {
                 return;
             }
             e.status = Status::Away;
-            Change { status: Status::Away, at: Utc::now(), last_seen: Some(e.last_activity_at) }
+            Change {
+                status: Status::Away,
+                at: Utc::now(),
+                last_seen: Some(e.last_activity_at),
+            }
         };
         self.timers.cancel(TimerKey::Away(user));
         self.spawn_announce(user, change);
@@ -215,7 +251,9 @@ impl Presence {
         let away_after = self.policies.status_config().away_after;
         let now = Instant::now();
         let change = {
-            let Some(mut e) = self.registry.users.get_mut(&user) else { return };
+            let Some(mut e) = self.registry.users.get_mut(&user) else {
+                return;
+            };
             if e.status != Status::Online || e.sessions.is_empty() {
                 return;
             }
@@ -225,7 +263,11 @@ impl Presence {
                 return;
             }
             e.status = Status::Away;
-            Change { status: Status::Away, at: Utc::now(), last_seen: Some(e.last_activity_at) }
+            Change {
+                status: Status::Away,
+                at: Utc::now(),
+                last_seen: Some(e.last_activity_at),
+            }
         };
         self.spawn_announce(user, change);
     }
@@ -242,7 +284,9 @@ impl Presence {
     /// Sends `user_status` to every connected watcher, each through the
     /// privacy policy; watchers who see the same thing share one payload.
     async fn announce(&self, subject: Uuid, change: Change) -> store::Result<()> {
-        let Some(subject_profile) = self.directory.profile(subject).await? else { return Ok(()) };
+        let Some(subject_profile) = self.directory.profile(subject).await? else {
+            return Ok(());
+        };
         let watchers: Vec<Uuid> = self
             .watchers(subject)
             .await?
@@ -255,13 +299,18 @@ impl Presence {
         let viewers = self.directory.profiles(&watchers).await?;
         let mut payloads: Vec<(StatusObject, Frame)> = Vec::new();
         for w in &watchers {
-            let Some(viewer) = viewers.get(w) else { continue };
+            let Some(viewer) = viewers.get(w) else {
+                continue;
+            };
             let relationship = self.relationship(*w, subject).await?;
             let view = self.view(relationship, viewer, &subject_profile, change.last_seen);
             if !view.show_status {
                 continue;
             }
-            let live = Some(super::registry::Live { status: change.status, last_activity_at: change.at });
+            let live = Some(super::registry::Live {
+                status: change.status,
+                last_activity_at: change.at,
+            });
             let object = status_object(subject, live, change.last_seen, &view);
             let f = match payloads.iter().find(|(o, _)| *o == object) {
                 Some((_, f)) => f.clone(),
@@ -296,7 +345,13 @@ fn status_frame(change: &Change, view: &LastSeenView, subject: Uuid) -> Frame {
     let timestamp = (change.status != Status::Offline).then_some(change.at);
     frame(
         "user_status",
-        UserStatus { user_id: subject, status: change.status, timestamp, last_seen, last_seen_approx: approx },
+        UserStatus {
+            user_id: subject,
+            status: change.status,
+            timestamp,
+            last_seen,
+            last_seen_approx: approx,
+        },
     )
 }
 

@@ -3,9 +3,9 @@
 //! states cost a million queue slots, not a million tasks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,7 +47,13 @@ impl Timers {
     pub fn new() -> (Timers, TimerTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let armed = Arc::new(AtomicUsize::new(0));
-        (Timers { tx, armed: armed.clone() }, TimerTask { rx, armed })
+        (
+            Timers {
+                tx,
+                armed: armed.clone(),
+            },
+            TimerTask { rx, armed },
+        )
     }
 
     /// Timers currently set (as of the last command the timer task applied).
@@ -89,7 +95,11 @@ impl TimerTask {
     }
 }
 
-fn apply(queue: &mut DelayQueue<TimerKey>, keys: &mut HashMap<TimerKey, delay_queue::Key>, cmd: Command) {
+fn apply(
+    queue: &mut DelayQueue<TimerKey>,
+    keys: &mut HashMap<TimerKey, delay_queue::Key>,
+    cmd: Command,
+) {
     match cmd {
         Command::Set(key, at) => match keys.get(&key) {
             Some(k) => queue.reset_at(k, at),

@@ -78,7 +78,11 @@ fn evaluate(t: &mut Typer, now: Instant) -> Outcome {
         at(t.window_until);
     }
     let remove = idle && now >= t.window_until;
-    Outcome { broadcast, next: if remove { None } else { next }, remove }
+    Outcome {
+        broadcast,
+        next: if remove { None } else { next },
+        remove,
+    }
 }
 
 impl Typing {
@@ -89,7 +93,10 @@ impl Typing {
         let mut conv = self
             .conversations
             .entry(conversation)
-            .or_insert_with(|| Conversation { members: members.clone(), typers: Vec::new() });
+            .or_insert_with(|| Conversation {
+                members: members.clone(),
+                typers: Vec::new(),
+            });
         conv.members = members;
         let idx = match conv.typers.iter().position(|t| t.user == user) {
             Some(i) => i,
@@ -108,7 +115,11 @@ impl Typing {
                 conv.typers.len() - 1
             }
         };
-        let others = conv.typers.iter().filter(|t| t.user != user && t.shown).count();
+        let others = conv
+            .typers
+            .iter()
+            .filter(|t| t.user != user && t.shown)
+            .count();
         let renewal = conv.typers[idx].typing;
         let decision = p.policies.on_typing_start(TypingStart {
             member_count: conv.members.len() as u32,
@@ -129,8 +140,12 @@ impl Typing {
     /// `typing_stop`, a lapsed connection, or a sent message.
     pub fn stop(&self, p: &Presence, conversation: Uuid, user: Uuid) {
         let now = Instant::now();
-        let Some(mut conv) = self.conversations.get_mut(&conversation) else { return };
-        let Some(idx) = conv.typers.iter().position(|t| t.user == user) else { return };
+        let Some(mut conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let Some(idx) = conv.typers.iter().position(|t| t.user == user) else {
+            return;
+        };
         conv.typers[idx].typing = false;
         self.settle(p, conversation, &mut conv, idx, now);
         drop(conv);
@@ -140,8 +155,12 @@ impl Typing {
     /// A typer's timer fired.
     pub fn on_timer(&self, p: &Presence, conversation: Uuid, user: Uuid) {
         let now = Instant::now();
-        let Some(mut conv) = self.conversations.get_mut(&conversation) else { return };
-        let Some(idx) = conv.typers.iter().position(|t| t.user == user) else { return };
+        let Some(mut conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let Some(idx) = conv.typers.iter().position(|t| t.user == user) else {
+            return;
+        };
         self.settle(p, conversation, &mut conv, idx, now);
         drop(conv);
         self.forget_empty(conversation);
@@ -149,7 +168,11 @@ impl Typing {
 
     /// Stops `user` typing everywhere (their last connection closed).
     pub fn stop_everywhere(&self, p: &Presence, user: Uuid) {
-        let conversations = self.by_user.get(&user).map(|c| c.clone()).unwrap_or_default();
+        let conversations = self
+            .by_user
+            .get(&user)
+            .map(|c| c.clone())
+            .unwrap_or_default();
         for c in conversations {
             self.stop(p, c, user);
         }
@@ -158,11 +181,20 @@ impl Typing {
     /// The member set changed: typers who left stop at once, without waiting
     /// for their rate window, and only the remaining members hear it.
     pub fn members_changed(&self, p: &Presence, conversation: Uuid, members: Ids) {
-        let Some(mut conv) = self.conversations.get_mut(&conversation) else { return };
+        let Some(mut conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
         conv.members = members.clone();
-        while let Some(idx) = conv.typers.iter().position(|t| members.binary_search(&t.user).is_err()) {
+        while let Some(idx) = conv
+            .typers
+            .iter()
+            .position(|t| members.binary_search(&t.user).is_err())
+        {
             let t = conv.typers.remove(idx);
-            p.timers.cancel(TimerKey::Typing { conversation, user: t.user });
+            p.timers.cancel(TimerKey::Typing {
+                conversation,
+                user: t.user,
+            });
             self.unindex(t.user, conversation);
             if t.shown {
                 broadcast(p, conversation, &conv, &t, false);
@@ -175,9 +207,16 @@ impl Typing {
     /// Who is shown typing in `conversation`, `viewer` excluded.
     pub fn snapshot(&self, conversation: Uuid, viewer: Uuid) -> Option<TypingSnapshot> {
         let conv = self.conversations.get(&conversation)?;
-        let user_ids: Vec<Uuid> =
-            conv.typers.iter().filter(|t| t.shown && t.user != viewer).map(|t| t.user).collect();
-        (!user_ids.is_empty()).then_some(TypingSnapshot { conversation_id: conversation, user_ids })
+        let user_ids: Vec<Uuid> = conv
+            .typers
+            .iter()
+            .filter(|t| t.shown && t.user != viewer)
+            .map(|t| t.user)
+            .collect();
+        (!user_ids.is_empty()).then_some(TypingSnapshot {
+            conversation_id: conversation,
+            user_ids,
+        })
     }
 
     /// Typer entries alive now (for tests and metrics: must fall back to zero).
@@ -185,7 +224,14 @@ impl Typing {
         self.conversations.iter().map(|c| c.typers.len()).sum()
     }
 
-    fn settle(&self, p: &Presence, conversation: Uuid, conv: &mut Conversation, idx: usize, now: Instant) {
+    fn settle(
+        &self,
+        p: &Presence,
+        conversation: Uuid,
+        conv: &mut Conversation,
+        idx: usize,
+        now: Instant,
+    ) {
         let out = evaluate(&mut conv.typers[idx], now);
         let user = conv.typers[idx].user;
         let key = TimerKey::Typing { conversation, user };
@@ -199,7 +245,11 @@ impl Typing {
                 let t = conv.typers.remove(idx);
                 conv.typers.push(t);
             }
-            let pos = conv.typers.iter().position(|t| t.user == user).expect("typer present");
+            let pos = conv
+                .typers
+                .iter()
+                .position(|t| t.user == user)
+                .expect("typer present");
             broadcast(p, conversation, conv, &conv.typers[pos], is_typing);
         }
         if out.remove {
@@ -218,14 +268,21 @@ impl Typing {
     }
 
     fn forget_empty(&self, conversation: Uuid) {
-        self.conversations.remove_if(&conversation, |_, c| c.typers.is_empty());
+        self.conversations
+            .remove_if(&conversation, |_, c| c.typers.is_empty());
     }
 }
 
 /// Sends `user_typing` to every member but the subject. Recipients who are
 /// not typing share one payload per locale; each typing recipient gets its
 /// own (it excludes them from `typing_user_ids`).
-fn broadcast(p: &Presence, conversation: Uuid, conv: &Conversation, subject: &Typer, is_typing: bool) {
+fn broadcast(
+    p: &Presence,
+    conversation: Uuid,
+    conv: &Conversation,
+    subject: &Typer,
+    is_typing: bool,
+) {
     let mut payloads: Vec<(Option<Uuid>, Arc<str>, Frame)> = Vec::new();
     for member in conv.members.iter() {
         if *member == subject.user {
@@ -234,11 +291,21 @@ fn broadcast(p: &Presence, conversation: Uuid, conv: &Conversation, subject: &Ty
         let typing_member = conv.typers.iter().any(|t| t.user == *member && t.shown);
         let key = typing_member.then_some(*member);
         p.registry.for_each_session(member, |session| {
-            let cached = payloads.iter().find(|(k, l, _)| *k == key && **l == *session.locale);
+            let cached = payloads
+                .iter()
+                .find(|(k, l, _)| *k == key && **l == *session.locale);
             let f = match cached {
                 Some((_, _, f)) => f.clone(),
                 None => {
-                    let f = typing_frame(p, conversation, conv, subject, is_typing, key, &session.locale);
+                    let f = typing_frame(
+                        p,
+                        conversation,
+                        conv,
+                        subject,
+                        is_typing,
+                        key,
+                        &session.locale,
+                    );
                     payloads.push((key, session.locale.clone(), f.clone()));
                     f
                 }
@@ -257,8 +324,11 @@ fn typing_frame(
     recipient: Option<Uuid>,
     locale: &str,
 ) -> Frame {
-    let shown: Vec<&Typer> =
-        conv.typers.iter().filter(|t| t.shown && Some(t.user) != recipient).collect();
+    let shown: Vec<&Typer> = conv
+        .typers
+        .iter()
+        .filter(|t| t.shown && Some(t.user) != recipient)
+        .collect();
     let ids: Vec<Uuid> = shown.iter().map(|t| t.user).collect();
     let names: Vec<&str> = shown.iter().map(|t| t.profile.name()).collect();
     let text = p.policies.format_typers(&names, locale);

@@ -53,7 +53,11 @@ impl Presence {
     }
 
     /// The status object (SPEC §5) `viewer` may see of `subject`.
-    pub async fn status_object(&self, viewer: &Profile, subject: &Profile) -> store::Result<StatusObject> {
+    pub async fn status_object(
+        &self,
+        viewer: &Profile,
+        subject: &Profile,
+    ) -> store::Result<StatusObject> {
         let relationship = self.relationship(viewer.id, subject.id).await?;
         let live = self.registry.live(&subject.id);
         let last_seen = last_seen_of(live, subject);

@@ -15,9 +15,17 @@ pub type Frame = Utf8Bytes;
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
-    TypingStart { conversation_id: Uuid, user_id: Option<Uuid> },
-    TypingStop { conversation_id: Uuid, user_id: Option<Uuid> },
-    SetStatus { status: ManualStatus },
+    TypingStart {
+        conversation_id: Uuid,
+        user_id: Option<Uuid>,
+    },
+    TypingStop {
+        conversation_id: Uuid,
+        user_id: Option<Uuid>,
+    },
+    SetStatus {
+        status: ManualStatus,
+    },
     Activity,
     Ping,
 }
@@ -64,16 +72,29 @@ impl ClientEvent {
             ref_type: None,
             message: format!("not a frame: {e}"),
         })?;
-        let bad = |message: String| BadFrame { ref_type: Some(raw.kind.clone()), message };
-        let data = || raw.data.clone().ok_or_else(|| bad("missing data".to_owned()));
+        let bad = |message: String| BadFrame {
+            ref_type: Some(raw.kind.clone()),
+            message,
+        };
+        let data = || {
+            raw.data
+                .clone()
+                .ok_or_else(|| bad("missing data".to_owned()))
+        };
         match raw.kind.as_str() {
             "typing_start" | "typing_stop" => {
                 let d: TypingData =
                     serde_json::from_value(data()?).map_err(|e| bad(format!("bad data: {e}")))?;
                 Ok(if raw.kind == "typing_start" {
-                    ClientEvent::TypingStart { conversation_id: d.conversation_id, user_id: d.user_id }
+                    ClientEvent::TypingStart {
+                        conversation_id: d.conversation_id,
+                        user_id: d.user_id,
+                    }
                 } else {
-                    ClientEvent::TypingStop { conversation_id: d.conversation_id, user_id: d.user_id }
+                    ClientEvent::TypingStop {
+                        conversation_id: d.conversation_id,
+                        user_id: d.user_id,
+                    }
                 })
             }
             "set_status" => {
@@ -165,7 +186,10 @@ pub struct TypingSnapshot {
 pub struct UserStatus {
     pub user_id: Uuid,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_time")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
     pub timestamp: Option<DateTime<Utc>>,
     /// Present for away and offline, null when hidden.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,7 +228,14 @@ pub struct ErrorData<'a> {
 }
 
 pub fn error_frame(code: &str, message: &str, ref_type: Option<&str>) -> Frame {
-    frame("error", ErrorData { code, message, ref_type })
+    frame(
+        "error",
+        ErrorData {
+            code,
+            message,
+            ref_type,
+        },
+    )
 }
 
 pub fn pong_frame() -> Frame {
@@ -221,22 +252,35 @@ mod tests {
         let start = format!(r#"{{"type":"typing_start","data":{{"conversation_id":"{c}"}}}}"#);
         assert_eq!(
             ClientEvent::parse(&start).unwrap(),
-            ClientEvent::TypingStart { conversation_id: c, user_id: None }
+            ClientEvent::TypingStart {
+                conversation_id: c,
+                user_id: None
+            }
         );
-        assert_eq!(ClientEvent::parse(r#"{"type":"ping"}"#).unwrap(), ClientEvent::Ping);
-        assert_eq!(ClientEvent::parse(r#"{"type":"activity","data":{}}"#).unwrap(), ClientEvent::Activity);
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"ping"}"#).unwrap(),
+            ClientEvent::Ping
+        );
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"activity","data":{}}"#).unwrap(),
+            ClientEvent::Activity
+        );
         assert_eq!(
             ClientEvent::parse(r#"{"type":"set_status","data":{"status":"away"}}"#).unwrap(),
-            ClientEvent::SetStatus { status: ManualStatus::Away }
+            ClientEvent::SetStatus {
+                status: ManualStatus::Away
+            }
         );
     }
 
     #[test]
     fn refuses_malformed_frames_naming_the_type() {
         assert_eq!(ClientEvent::parse("nope").unwrap_err().ref_type, None);
-        let e = ClientEvent::parse(r#"{"type":"typing_start","data":{"conversation_id":"x"}}"#).unwrap_err();
+        let e = ClientEvent::parse(r#"{"type":"typing_start","data":{"conversation_id":"x"}}"#)
+            .unwrap_err();
         assert_eq!(e.ref_type.as_deref(), Some("typing_start"));
-        let e = ClientEvent::parse(r#"{"type":"set_status","data":{"status":"offline"}}"#).unwrap_err();
+        let e =
+            ClientEvent::parse(r#"{"type":"set_status","data":{"status":"offline"}}"#).unwrap_err();
         assert_eq!(e.ref_type.as_deref(), Some("set_status"));
         assert!(ClientEvent::parse(r#"{"type":"dance"}"#).is_err());
         assert!(ClientEvent::parse(r#"{"type":"typing_stop"}"#).is_err());
@@ -244,7 +288,9 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_with_z() {
-        let t = DateTime::parse_from_rfc3339("2025-01-29T10:30:00.5+07:00").unwrap().to_utc();
+        let t = DateTime::parse_from_rfc3339("2025-01-29T10:30:00.5+07:00")
+            .unwrap()
+            .to_utc();
         assert_eq!(timestamp(&t), "2025-01-29T03:30:00.500Z");
     }
 }

@@ -43,7 +43,12 @@ pub async fn run(
     let writer = tokio::spawn(write_loop(sink, ready_rx, rx, kill.clone(), heartbeat));
 
     let id = presence.registry.next_session_id();
-    let handle = SessionHandle { id, tx: tx.clone(), locale, kill: kill.clone() };
+    let handle = SessionHandle {
+        id,
+        tx: tx.clone(),
+        locale,
+        kill: kill.clone(),
+    };
     match presence.connect(&user, handle).await {
         Ok((_, ready)) => {
             let _ = ready_tx.send(ready);
@@ -79,7 +84,12 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>, kill: &CancellationToken, heartbeat: Duration) {
+    async fn run(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        kill: &CancellationToken,
+        heartbeat: Duration,
+    ) {
         // A peer that sends nothing (not even a pong) for 2.5 intervals is dead.
         let silence_limit = heartbeat * 5 / 2;
         let mut last_heard = Instant::now();
@@ -117,7 +127,11 @@ impl Reader<'_> {
             }
             match msg {
                 Message::Text(text) => self.on_text(&text).await,
-                Message::Binary(_) => self.send(error_frame("bad_request", "binary frames are not supported", None)),
+                Message::Binary(_) => self.send(error_frame(
+                    "bad_request",
+                    "binary frames are not supported",
+                    None,
+                )),
                 _ => {}
             }
         }
@@ -135,7 +149,11 @@ impl Reader<'_> {
         let refused = self.flood.map_or(1, |n| n + 1);
         self.flood = Some(refused);
         if refused == 1 {
-            self.send(error_frame("rate_limited", "too many frames; slow down", None));
+            self.send(error_frame(
+                "rate_limited",
+                "too many frames; slow down",
+                None,
+            ));
         }
         if refused > self.flood_close_after {
             self.close(CLOSE_POLICY, "rate limit exceeded");
@@ -151,20 +169,38 @@ impl Reader<'_> {
                     self.send(error_frame(code, &message, Some(event.kind())));
                 }
             }
-            Err(bad) => self.send(error_frame("bad_request", &bad.message, bad.ref_type.as_deref())),
+            Err(bad) => self.send(error_frame(
+                "bad_request",
+                &bad.message,
+                bad.ref_type.as_deref(),
+            )),
         }
     }
 
     async fn apply(&mut self, event: &ClientEvent) -> Result<(), (&'static str, String)> {
         let p = self.presence;
         match *event {
-            ClientEvent::TypingStart { conversation_id, user_id } | ClientEvent::TypingStop { conversation_id, user_id } => {
+            ClientEvent::TypingStart {
+                conversation_id,
+                user_id,
+            }
+            | ClientEvent::TypingStop {
+                conversation_id,
+                user_id,
+            } => {
                 if user_id.is_some_and(|u| u != self.user) {
                     return Err(("forbidden", "user_id must be your own".to_owned()));
                 }
-                let members = p.directory.members(conversation_id).await.map_err(internal)?;
+                let members = p
+                    .directory
+                    .members(conversation_id)
+                    .await
+                    .map_err(internal)?;
                 if members.binary_search(&self.user).is_err() {
-                    return Err(("not_member", "you are not a member of this conversation".to_owned()));
+                    return Err((
+                        "not_member",
+                        "you are not a member of this conversation".to_owned(),
+                    ));
                 }
                 if matches!(event, ClientEvent::TypingStart { .. }) {
                     let profile = p
@@ -179,10 +215,13 @@ impl Reader<'_> {
                 }
                 p.activity(self.user);
             }
-            ClientEvent::SetStatus { status: ManualStatus::Away } => p.set_away(self.user),
-            ClientEvent::SetStatus { status: ManualStatus::Online } | ClientEvent::Activity => {
-                p.activity(self.user)
+            ClientEvent::SetStatus {
+                status: ManualStatus::Away,
+            } => p.set_away(self.user),
+            ClientEvent::SetStatus {
+                status: ManualStatus::Online,
             }
+            | ClientEvent::Activity => p.activity(self.user),
             ClientEvent::Ping => self.send(pong_frame()),
         }
         Ok(())
@@ -229,7 +268,12 @@ struct TokenBucket {
 
 impl TokenBucket {
     fn new(rate: u32, burst: u32) -> TokenBucket {
-        TokenBucket { tokens: burst as f64, rate: rate as f64, burst: burst as f64, last: Instant::now() }
+        TokenBucket {
+            tokens: burst as f64,
+            rate: rate as f64,
+            burst: burst as f64,
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -337,6 +381,9 @@ async fn write_batch(
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
-    let frame = CloseFrame { code, reason: reason.into() };
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }

@@ -14,14 +14,17 @@ mod bindings {
 }
 
 use bindings::exports::presence::policy::privacy::{
-    Guest, LastSeenView, Relationship, ViewRequest, PrivacyView, Visibility,
+    Guest, LastSeenView, PrivacyView, Relationship, ViewRequest, Visibility,
 };
 
 pub struct Policy;
 
 impl Guest for Policy {
     fn view(request: ViewRequest) -> PrivacyView {
-        PrivacyView { show_status: true, last_seen: last_seen(&request) }
+        PrivacyView {
+            show_status: true,
+            last_seen: last_seen(&request),
+        }
     }
 }
 
@@ -48,7 +51,10 @@ mod tests {
     use bindings::exports::presence::policy::privacy::Settings;
 
     fn settings(show: bool, vis: Visibility) -> Settings {
-        Settings { show_last_seen: show, last_seen_visibility: vis }
+        Settings {
+            show_last_seen: show,
+            last_seen_visibility: vis,
+        }
     }
 
     fn view(rel: Relationship, subject: Settings) -> PrivacyView {
@@ -63,23 +69,41 @@ mod tests {
     #[test]
     fn contacts_setting_shows_last_seen_only_to_the_subjects_contacts() {
         let s = settings(true, Visibility::Contacts);
-        assert!(matches!(view(Relationship::IN_SUBJECT_CONTACTS, s).last_seen, LastSeenView::Exact));
-        assert!(matches!(view(Relationship::IN_VIEWER_CONTACTS, s).last_seen, LastSeenView::Hidden));
+        assert!(matches!(
+            view(Relationship::IN_SUBJECT_CONTACTS, s).last_seen,
+            LastSeenView::Exact
+        ));
+        assert!(matches!(
+            view(Relationship::IN_VIEWER_CONTACTS, s).last_seen,
+            LastSeenView::Hidden
+        ));
     }
 
     #[test]
     fn nobody_and_show_last_seen_false_hide_from_everyone_but_self() {
         let nobody = settings(true, Visibility::Nobody);
         let off = settings(false, Visibility::Everyone);
-        assert!(matches!(view(Relationship::IN_SUBJECT_CONTACTS, nobody).last_seen, LastSeenView::Hidden));
-        assert!(matches!(view(Relationship::IN_SUBJECT_CONTACTS, off).last_seen, LastSeenView::Hidden));
-        assert!(matches!(view(Relationship::SELF_VIEW, off).last_seen, LastSeenView::Exact));
+        assert!(matches!(
+            view(Relationship::IN_SUBJECT_CONTACTS, nobody).last_seen,
+            LastSeenView::Hidden
+        ));
+        assert!(matches!(
+            view(Relationship::IN_SUBJECT_CONTACTS, off).last_seen,
+            LastSeenView::Hidden
+        ));
+        assert!(matches!(
+            view(Relationship::SELF_VIEW, off).last_seen,
+            LastSeenView::Exact
+        ));
     }
 
     #[test]
     fn everyone_setting_shows_last_seen_to_strangers() {
         let s = settings(true, Visibility::Everyone);
-        assert!(matches!(view(Relationship::empty(), s).last_seen, LastSeenView::Exact));
+        assert!(matches!(
+            view(Relationship::empty(), s).last_seen,
+            LastSeenView::Exact
+        ));
         assert!(view(Relationship::empty(), s).show_status);
     }
 }

@@ -13,7 +13,7 @@ mod bindings {
     export!(Policy with_types_in self);
 }
 
-use bindings::exports::presence::policy::status::{StatusConfig, Guest, WatcherScope};
+use bindings::exports::presence::policy::status::{Guest, StatusConfig, WatcherScope};
 
 pub struct Policy;
 

@@ -23,11 +23,17 @@ pub struct Policy;
 
 impl Guest for Policy {
     fn limits() -> TypingLimits {
-        TypingLimits { lease_ms: LEASE_MS, rate_window_ms: RATE_WINDOW_MS }
+        TypingLimits {
+            lease_ms: LEASE_MS,
+            rate_window_ms: RATE_WINDOW_MS,
+        }
     }
 
     fn on_typing_start(_event: TypingStart) -> Decision {
-        Decision { broadcast: true, lease_ms: LEASE_MS }
+        Decision {
+            broadcast: true,
+            lease_ms: LEASE_MS,
+        }
     }
 
     fn format_typers(names: Vec<String>, locale: String) -> String {
@@ -65,7 +71,10 @@ mod tests {
     fn english_summaries_name_two_then_count_the_rest() {
         assert_eq!(format_typers(&names(&[]), "en"), "");
         assert_eq!(format_typers(&names(&["John"]), "en"), "John is typing…");
-        assert_eq!(format_typers(&names(&["John", "Sarah"]), "en"), "John and Sarah are typing…");
+        assert_eq!(
+            format_typers(&names(&["John", "Sarah"]), "en"),
+            "John and Sarah are typing…"
+        );
         assert_eq!(
             format_typers(&names(&["John", "Sarah", "Mike"]), "en"),
             "John, Sarah and 1 other are typing…"
@@ -79,7 +88,10 @@ mod tests {
     #[test]
     fn thai_summaries_match_the_seed() {
         assert_eq!(format_typers(&names(&["John"]), "th"), "John กำลังพิมพ์...");
-        assert_eq!(format_typers(&names(&["John", "Sarah"]), "th-TH"), "John และ Sarah กำลังพิมพ์...");
+        assert_eq!(
+            format_typers(&names(&["John", "Sarah"]), "th-TH"),
+            "John และ Sarah กำลังพิมพ์..."
+        );
         assert_eq!(
             format_typers(&names(&["John", "Sarah", "Mike", "Ann"]), "th"),
             "John, Sarah และอีก 2 คนกำลังพิมพ์..."
