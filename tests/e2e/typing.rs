@@ -51,10 +51,12 @@ async fn typing_reaches_the_other_members_but_never_the_sender() {
 #[tokio::test]
 async fn renewing_a_typing_state_broadcasts_nothing() {
     let app = spawn_app().await;
-    let (a, b) = (app.user("Ann").await, app.user("Bob").await);
-    let conv = app.conversation(&[a, b]).await;
-    let mut ca = app.connect(a).await;
-    let mut cb = app.connect(b).await;
+    let Pair {
+        conversation: conv,
+        a: mut ca,
+        b: mut cb,
+        ..
+    } = app.pair().await;
     ca.send("typing_start", json!({"conversation_id": conv}))
         .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
@@ -69,10 +71,13 @@ async fn renewing_a_typing_state_broadcasts_nothing() {
 #[tokio::test]
 async fn typing_ends_by_itself_when_the_lease_runs_out() {
     let app = spawn_app().await;
-    let (a, b) = (app.user("Ann").await, app.user("Bob").await);
-    let conv = app.conversation(&[a, b]).await;
-    let mut ca = app.connect(a).await;
-    let mut cb = app.connect(b).await;
+    let Pair {
+        ann: a,
+        conversation: conv,
+        a: mut ca,
+        b: mut cb,
+        ..
+    } = app.pair().await;
     let started = std::time::Instant::now();
     ca.send("typing_start", json!({"conversation_id": conv}))
         .await;
@@ -89,10 +94,12 @@ async fn typing_ends_by_itself_when_the_lease_runs_out() {
 #[tokio::test]
 async fn a_stop_inside_the_rate_window_is_coalesced_never_lost() {
     let app = spawn_app().await;
-    let (a, b) = (app.user("Ann").await, app.user("Bob").await);
-    let conv = app.conversation(&[a, b]).await;
-    let mut ca = app.connect(a).await;
-    let mut cb = app.connect(b).await;
+    let Pair {
+        conversation: conv,
+        a: mut ca,
+        b: mut cb,
+        ..
+    } = app.pair().await;
     // A burst of transitions inside one rate window.
     ca.send("typing_start", json!({"conversation_id": conv}))
         .await;
@@ -208,10 +215,13 @@ async fn typing_stops_when_the_last_connection_closes() {
 #[tokio::test]
 async fn removing_a_member_stops_their_typing() {
     let app = spawn_app().await;
-    let (a, b) = (app.user("Ann").await, app.user("Bob").await);
-    let conv = app.conversation(&[a, b]).await;
-    let mut ca = app.connect(a).await;
-    let mut cb = app.connect(b).await;
+    let Pair {
+        ann: a,
+        conversation: conv,
+        a: mut ca,
+        b: mut cb,
+        ..
+    } = app.pair().await;
     ca.send("typing_start", json!({"conversation_id": conv}))
         .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);
@@ -234,10 +244,13 @@ async fn removing_a_member_stops_their_typing() {
 #[tokio::test]
 async fn sending_a_message_stops_typing_there() {
     let app = spawn_app().await;
-    let (a, b) = (app.user("Ann").await, app.user("Bob").await);
-    let conv = app.conversation(&[a, b]).await;
-    let mut ca = app.connect(a).await;
-    let mut cb = app.connect(b).await;
+    let Pair {
+        ann: a,
+        conversation: conv,
+        a: mut ca,
+        b: mut cb,
+        ..
+    } = app.pair().await;
     ca.send("typing_start", json!({"conversation_id": conv}))
         .await;
     assert_eq!(cb.next_of("user_typing").await["is_typing"], true);

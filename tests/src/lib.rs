@@ -168,6 +168,21 @@ impl TestApp {
         id
     }
 
+    /// Ann and Bob, connected, in a conversation of their own.
+    pub async fn pair(&self) -> Pair {
+        let (ann, bob) = (self.user("Ann").await, self.user("Bob").await);
+        let conversation = self.conversation(&[ann, bob]).await;
+        let a = self.connect(ann).await;
+        let b = self.connect(bob).await;
+        Pair {
+            ann,
+            bob,
+            conversation,
+            a,
+            b,
+        }
+    }
+
     pub async fn contacts(&self, user: Uuid, contacts: &[Uuid]) {
         self.admin(
             reqwest::Method::PUT,
@@ -219,6 +234,14 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+pub struct Pair {
+    pub ann: Uuid,
+    pub bob: Uuid,
+    pub conversation: Uuid,
+    pub a: Client,
+    pub b: Client,
 }
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

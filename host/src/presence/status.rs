@@ -105,28 +105,28 @@ impl Presence {
         ))
     }
 
-    /// The users `user` watches: their contacts, plus co-members when the
-    /// status policy says so.
+    /// The users `user` watches: their contacts (plus co-members when the
+    /// status policy says so).
     async fn watched_by(&self, user: Uuid) -> store::Result<Vec<Uuid>> {
-        let mut ids = self.directory.contacts_of(user).await?.to_vec();
-        if self.policies.status_config().watchers == WatcherScope::ContactsAndCoMembers {
-            ids.extend(self.co_members(user).await?);
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids.retain(|id| *id != user);
-        Ok(ids)
+        let contacts = self.directory.contacts_of(user).await?;
+        self.with_co_members(user, &contacts).await
     }
 
-    /// The users who hear about `subject`.
+    /// The users who hear about `subject`: those who have them as a contact
+    /// (plus co-members when the status policy says so).
     async fn watchers(&self, subject: Uuid) -> store::Result<Vec<Uuid>> {
-        let mut ids = self.directory.watchers_of(subject).await?.to_vec();
+        let watchers = self.directory.watchers_of(subject).await?;
+        self.with_co_members(subject, &watchers).await
+    }
+
+    async fn with_co_members(&self, user: Uuid, ids: &[Uuid]) -> store::Result<Vec<Uuid>> {
+        let mut ids = ids.to_vec();
         if self.policies.status_config().watchers == WatcherScope::ContactsAndCoMembers {
-            ids.extend(self.co_members(subject).await?);
+            ids.extend(self.co_members(user).await?);
             ids.sort_unstable();
             ids.dedup();
         }
-        ids.retain(|id| *id != subject);
+        ids.retain(|id| *id != user);
         Ok(ids)
     }
 
