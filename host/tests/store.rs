@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) and is skipped without it.
 
 use std::future::Future;
+use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 
@@ -45,7 +46,11 @@ fn with_search_path(base: &str, schema: &str) -> String {
 /// even when the body panics.
 async fn on_postgres_schema(migrate: bool, body: Body) {
     let Some(base) = postgres_url() else {
-        println!("skipped: PRESENCE_TEST_POSTGRES_URL is not set");
+        // Straight to the stderr handle: libtest captures println!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: PRESENCE_TEST_POSTGRES_URL is not set"
+        );
         return;
     };
     let schema = format!("presence_test_{}", Uuid::new_v4().simple());

@@ -8,6 +8,20 @@ use presence_e2e::*;
 async fn last_seen_survives_a_graceful_restart() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let url = format!("sqlite://{}", dir.path().join("presence.db").display());
+    restart_keeps_last_seen(url, dir).await;
+}
+
+#[tokio::test]
+async fn last_seen_survives_a_graceful_restart_on_postgres() {
+    let Some(schema) = PgSchema::create("last_seen_survives_a_graceful_restart_on_postgres").await
+    else {
+        return;
+    };
+    restart_keeps_last_seen(schema.url.clone(), Arc::new(tempfile::tempdir().unwrap())).await;
+    schema.drop().await;
+}
+
+async fn restart_keeps_last_seen(url: String, dir: Arc<tempfile::TempDir>) {
     let app = spawn_app_on(url.clone(), dir.clone(), |_| {}).await;
     let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
     let mut a = app.connect(ann).await;
@@ -27,4 +41,5 @@ async fn last_seen_survives_a_graceful_restart() {
         .expect("last_seen was flushed on shutdown");
     let seen = chrono::DateTime::parse_from_rfc3339(seen).unwrap().to_utc();
     assert!((seen - stopped_at).num_seconds().abs() <= 2);
+    app.stop().await.expect("clean exit");
 }

@@ -1,6 +1,7 @@
 //! Test harness: starts the real presence server on `127.0.0.1:0` and talks
 //! to it with real WebSocket and HTTP clients.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,44 @@ pub async fn spawn_app_on(
         stop: Some(tx),
         server: Some(server),
         dir,
+    }
+}
+
+/// A fresh PostgreSQL schema on `PRESENCE_TEST_POSTGRES_URL`.
+pub struct PgSchema {
+    base: String,
+    name: String,
+    /// A database URL whose connections use the schema.
+    pub url: String,
+}
+
+impl PgSchema {
+    /// `None` (after printing `skipped: …`) when the variable is unset.
+    pub async fn create(test: &str) -> Option<PgSchema> {
+        let Ok(base) = std::env::var("PRESENCE_TEST_POSTGRES_URL") else {
+            // Straight to the stderr handle: libtest captures println!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test}: PRESENCE_TEST_POSTGRES_URL is not set"
+            );
+            return None;
+        };
+        let name = format!("e2e_{}", Uuid::new_v4().simple());
+        Self::execute(&base, &format!("CREATE SCHEMA {name}")).await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Some(PgSchema { base, name, url })
+    }
+
+    pub async fn drop(self) {
+        Self::execute(&self.base, &format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        let mut conn: sqlx::PgConnection = sqlx::Connection::connect(url)
+            .await
+            .expect("postgres reachable");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
     }
 }
 

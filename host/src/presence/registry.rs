@@ -119,3 +119,27 @@ impl Registry {
         self.users.iter().map(|e| e.sessions.len()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_that_lets_its_queue_fill_is_dropped_not_buffered() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let handle = SessionHandle {
+            id: 1,
+            tx,
+            locale: Arc::from("en"),
+            kill: CancellationToken::new(),
+        };
+        handle.send(Frame::from_static("1"));
+        handle.send(Frame::from_static("2"));
+        assert!(!handle.kill.is_cancelled());
+        handle.send(Frame::from_static("3"));
+        assert!(handle.kill.is_cancelled(), "the connection is cut");
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if f.as_str() == "1"));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if f.as_str() == "2"));
+        assert!(rx.try_recv().is_err(), "nothing beyond the bound was kept");
+    }
+}
