@@ -261,4 +261,55 @@ mod tests {
         assert!(a.verify_admin("secre").is_err());
         assert!(a.verify_admin("secrets").is_err());
     }
+
+    #[test]
+    fn es256_tokens_verify_against_a_configured_public_key() {
+        use base64::Engine;
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        // SubjectPublicKeyInfo of a P-256 key: a fixed header, then the point.
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("issuer.pem");
+        std::fs::write(&key_file, pem).unwrap();
+        let auth = Auth::from_config(&Config {
+            jwt_algorithm: "ES256".into(),
+            jwt_public_key: Some(key_file),
+            ..config(dir.path())
+        })
+        .unwrap();
+
+        let user = Uuid::new_v4();
+        let claims = Claims {
+            sub: user,
+            exp: jsonwebtoken::get_current_timestamp() + 60,
+            name: None,
+            preferred_username: Some("ann".into()),
+        };
+        let signing = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &signing).unwrap();
+        let verified = auth.verify_user(&token).unwrap();
+        assert_eq!(
+            (verified.id, verified.username.as_deref()),
+            (user, Some("ann"))
+        );
+
+        let hs = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"x"))
+            .unwrap();
+        assert!(
+            auth.verify_user(&hs).is_err(),
+            "an HS256 token is refused when ES256 is configured"
+        );
+        assert!(
+            auth.mint(user, None, Duration::from_secs(60)).is_err(),
+            "no secret to mint with"
+        );
+    }
 }
