@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -53,43 +54,93 @@ impl From<UserRecord> for Profile {
 /// A sorted id list shared by every reader.
 pub type Ids = Arc<[Uuid]>;
 
-pub struct Directory {
-    store: Store,
-    profiles: DashMap<Uuid, Arc<Profile>>,
-    /// conversation → members
-    members: DashMap<Uuid, Ids>,
-    /// user → conversations
-    conversations: DashMap<Uuid, Ids>,
-    /// user → the user's own contacts
-    contacts: DashMap<Uuid, Ids>,
-    /// user → users who have them as a contact
-    watchers: DashMap<Uuid, Ids>,
+/// A map filled from the store on a miss, where a change made through the
+/// admin API always beats a load that was in flight when it happened: every
+/// change bumps the epoch, and a load keeps its result only if the epoch did
+/// not move while it ran.
+struct Cache<V> {
+    map: DashMap<Uuid, V>,
+    epoch: AtomicU64,
 }
 
-async fn cached<F>(map: &DashMap<Uuid, Ids>, key: Uuid, load: F) -> store::Result<Ids>
-where
-    F: Future<Output = store::Result<Vec<Uuid>>>,
-{
-    if let Some(v) = map.get(&key) {
-        return Ok(v.clone());
+impl<V: Clone> Cache<V> {
+    fn new() -> Self {
+        Cache {
+            map: DashMap::new(),
+            epoch: AtomicU64::new(0),
+        }
     }
-    let mut ids = load.await?;
-    ids.sort_unstable();
-    ids.dedup();
-    let ids: Ids = ids.into();
-    map.insert(key, ids.clone());
-    Ok(ids)
+
+    fn get(&self, key: &Uuid) -> Option<V> {
+        self.map.get(key).map(|v| v.clone())
+    }
+
+    /// Read before loading; pass to [`fill`](Self::fill).
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Caches a value loaded since `epoch`, unless something changed meanwhile.
+    fn fill(&self, key: Uuid, value: V, epoch: u64) {
+        self.map.insert(key, value);
+        if self.epoch() != epoch {
+            // A change raced the load: drop what may be stale; the next read reloads.
+            self.map.remove(&key);
+        }
+    }
+
+    /// An authoritative value (just written to the store).
+    fn put(&self, key: Uuid, value: V) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.map.insert(key, value);
+    }
+
+    fn invalidate(&self, key: &Uuid) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.map.remove(key);
+    }
+}
+
+impl Cache<Ids> {
+    async fn get_or_load<F>(&self, key: Uuid, load: F) -> store::Result<Ids>
+    where
+        F: Future<Output = store::Result<Vec<Uuid>>>,
+    {
+        if let Some(v) = self.get(&key) {
+            return Ok(v);
+        }
+        let epoch = self.epoch();
+        let mut ids = load.await?;
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: Ids = ids.into();
+        self.fill(key, ids.clone(), epoch);
+        Ok(ids)
+    }
+}
+
+pub struct Directory {
+    store: Store,
+    profiles: Cache<Arc<Profile>>,
+    /// conversation → members
+    members: Cache<Ids>,
+    /// user → conversations
+    conversations: Cache<Ids>,
+    /// user → the user's own contacts
+    contacts: Cache<Ids>,
+    /// user → users who have them as a contact
+    watchers: Cache<Ids>,
 }
 
 impl Directory {
     pub fn new(store: Store) -> Directory {
         Directory {
             store,
-            profiles: DashMap::new(),
-            members: DashMap::new(),
-            conversations: DashMap::new(),
-            contacts: DashMap::new(),
-            watchers: DashMap::new(),
+            profiles: Cache::new(),
+            members: Cache::new(),
+            conversations: Cache::new(),
+            contacts: Cache::new(),
+            watchers: Cache::new(),
         }
     }
 
@@ -98,14 +149,19 @@ impl Directory {
     }
 
     pub fn cached_profile(&self, id: &Uuid) -> Option<Arc<Profile>> {
-        self.profiles.get(id).map(|p| p.clone())
+        self.profiles.get(id)
     }
 
     pub async fn profile(&self, id: Uuid) -> store::Result<Option<Arc<Profile>>> {
         if let Some(p) = self.cached_profile(&id) {
             return Ok(Some(p));
         }
-        Ok(self.store.user(id).await?.map(|r| self.put_profile(r)))
+        let epoch = self.profiles.epoch();
+        Ok(self
+            .store
+            .user(id)
+            .await?
+            .map(|r| self.fill_profile(r, epoch)))
     }
 
     /// Profiles of the known users among `ids`, loading misses in one query.
@@ -121,8 +177,9 @@ impl Directory {
             }
         }
         if !missing.is_empty() {
+            let epoch = self.profiles.epoch();
             for r in self.store.users(&missing).await? {
-                let p = self.put_profile(r);
+                let p = self.fill_profile(r, epoch);
                 found.insert(p.id, p);
             }
         }
@@ -135,22 +192,30 @@ impl Directory {
         if let Some(p) = self.cached_profile(&user.id) {
             return Ok(p);
         }
+        let epoch = self.profiles.epoch();
         let r = self
             .store
             .ensure_user(user.id, user.username.as_deref(), user.name.as_deref())
             .await?;
-        Ok(self.put_profile(r))
+        Ok(self.fill_profile(r, epoch))
     }
 
+    fn fill_profile(&self, record: UserRecord, epoch: u64) -> Arc<Profile> {
+        let p = Arc::new(Profile::from(record));
+        self.profiles.fill(p.id, p.clone(), epoch);
+        p
+    }
+
+    /// Caches a profile the store just returned from a write.
     pub fn put_profile(&self, record: UserRecord) -> Arc<Profile> {
         let p = Arc::new(Profile::from(record));
-        self.profiles.insert(p.id, p.clone());
+        self.profiles.put(p.id, p.clone());
         p
     }
 
     /// Records a new last seen in the cached profile, if cached.
     pub fn set_last_seen(&self, id: &Uuid, at: DateTime<Utc>) {
-        if let Some(mut p) = self.profiles.get_mut(id)
+        if let Some(mut p) = self.profiles.map.get_mut(id)
             && p.last_seen.is_none_or(|t| t < at)
         {
             Arc::make_mut(&mut p).last_seen = Some(at);
@@ -158,44 +223,43 @@ impl Directory {
     }
 
     pub async fn members(&self, conversation: Uuid) -> store::Result<Ids> {
-        cached(
-            &self.members,
-            conversation,
-            self.store.members(conversation),
-        )
-        .await
+        self.members
+            .get_or_load(conversation, self.store.members(conversation))
+            .await
     }
 
     pub async fn conversations_of(&self, user: Uuid) -> store::Result<Ids> {
-        cached(&self.conversations, user, self.store.conversations_of(user)).await
+        self.conversations
+            .get_or_load(user, self.store.conversations_of(user))
+            .await
     }
 
     pub async fn contacts_of(&self, user: Uuid) -> store::Result<Ids> {
-        cached(&self.contacts, user, self.store.contacts_of(user)).await
+        self.contacts
+            .get_or_load(user, self.store.contacts_of(user))
+            .await
     }
 
     pub async fn watchers_of(&self, user: Uuid) -> store::Result<Ids> {
-        cached(&self.watchers, user, self.store.watchers_of(user)).await
-    }
-
-    pub fn set_members(&self, conversation: Uuid, members: Ids) {
-        self.members.insert(conversation, members);
+        self.watchers
+            .get_or_load(user, self.store.watchers_of(user))
+            .await
     }
 
     pub fn invalidate_members(&self, conversation: &Uuid) {
-        self.members.remove(conversation);
+        self.members.invalidate(conversation);
     }
 
     pub fn invalidate_conversations(&self, user: &Uuid) {
-        self.conversations.remove(user);
+        self.conversations.invalidate(user);
     }
 
     pub fn invalidate_contacts(&self, user: &Uuid) {
-        self.contacts.remove(user);
+        self.contacts.invalidate(user);
     }
 
     pub fn invalidate_watchers(&self, user: &Uuid) {
-        self.watchers.remove(user);
+        self.watchers.invalidate(user);
     }
 }
 
@@ -210,4 +274,29 @@ pub fn intersects(a: &[Uuid], b: &[Uuid]) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_that_raced_an_admin_change_is_not_kept() {
+        let cache: Cache<u32> = Cache::new();
+        let key = Uuid::nil();
+        let epoch = cache.epoch();
+        cache.invalidate(&key); // the admin API changed it while we loaded
+        cache.fill(key, 1, epoch);
+        assert_eq!(cache.get(&key), None, "the stale load is dropped");
+        let epoch = cache.epoch();
+        cache.fill(key, 2, epoch);
+        assert_eq!(cache.get(&key), Some(2), "a clean load is kept");
+        cache.put(key, 3);
+        cache.fill(key, 2, epoch);
+        assert_eq!(
+            cache.get(&key),
+            None,
+            "an older load never replaces a newer write"
+        );
+    }
 }
