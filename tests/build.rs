@@ -1,5 +1,6 @@
-//! Builds the test-only policy components under `tests/plugins/` and exports
-//! their paths (`PRESENCE_TEST_QUICK_STATUS_WASM`) to the end-to-end tests.
+//! Builds the test-only policy under `tests/plugins/` and the example
+//! policies under `plugins/examples/`, and exports their paths to the
+//! end-to-end tests, which swap them into a running server.
 
 use std::path::PathBuf;
 
@@ -12,12 +13,31 @@ fn main() {
         .parent()
         .expect("tests live in the workspace")
         .to_path_buf();
+    let component = |package, env| Component { package, env };
     build(
         &workspace,
-        &[Component {
-            package: "presence-quick-status-policy",
-            env: "PRESENCE_TEST_QUICK_STATUS_WASM",
-        }],
-        &[manifest.join("plugins"), workspace.join("wit")],
+        &[
+            component(
+                "presence-quick-status-policy",
+                "PRESENCE_TEST_QUICK_STATUS_WASM",
+            ),
+            component(
+                "presence-example-telegram-privacy",
+                "PRESENCE_EXAMPLE_TELEGRAM_PRIVACY_WASM",
+            ),
+            component(
+                "presence-example-large-groups-typing",
+                "PRESENCE_EXAMPLE_LARGE_GROUPS_TYPING_WASM",
+            ),
+            component(
+                "presence-example-mobile-status",
+                "PRESENCE_EXAMPLE_MOBILE_STATUS_WASM",
+            ),
+        ],
+        &[
+            manifest.join("plugins"),
+            workspace.join("plugins"),
+            workspace.join("wit"),
+        ],
     );
 }

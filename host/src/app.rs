@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::http::{AppState, router};
+use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
 use crate::presence::{Presence, PresenceTasks};
 use crate::store::Store;
@@ -28,6 +30,8 @@ pub struct Application {
     tasks: PresenceTasks,
     /// Every WebSocket session holds a token, so shutdown can wait for them.
     sessions: TaskTracker,
+    /// Watched for replacement policy components while serving.
+    plugin_dir: Option<PathBuf>,
 }
 
 impl Application {
@@ -63,6 +67,7 @@ impl Application {
             state,
             tasks,
             sessions,
+            plugin_dir: config.plugin_dir,
         })
     }
 
@@ -87,10 +92,13 @@ impl Application {
             state,
             tasks,
             sessions,
+            plugin_dir,
         } = self;
         let addr = listener.local_addr()?;
         let cancel = state.shutdown.clone();
         let presence = state.presence.clone();
+        let watcher = plugin_dir
+            .map(|dir| tokio::spawn(watch(presence.policies.clone(), dir, cancel.clone())));
         let listener = listener.tap_io(|tcp| {
             // Small frames must not wait for Nagle + delayed ACK.
             let _ = tcp.set_nodelay(true);
@@ -103,6 +111,9 @@ impl Application {
                 cancel.cancel();
             })
             .await?;
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         sessions.close();
         if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait())
             .await

@@ -20,6 +20,11 @@ pub enum ApiError {
     NotFound,
     #[error("service unavailable")]
     Unavailable,
+    /// A plugin component was refused; the message says why.
+    #[error("{0}")]
+    PluginRejected(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -33,6 +38,8 @@ impl ApiError {
             ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::PluginRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_rejected"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use presence::app::Application;
 use presence::auth::Auth;
 use presence::config::Config;
+use presence::policy::{Policies, PolicyConfig, Slot};
 use presence::store::Store;
 use uuid::Uuid;
 
@@ -50,6 +51,48 @@ enum Command {
     },
     /// Print the admin key in use (generated on first start when none is configured).
     AdminKey,
+    /// Check, install, list and roll back policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a component for a slot exactly as the server would, without a server.
+    Check {
+        file: PathBuf,
+        /// typing, status or privacy; by default taken from the file name (`typing.wasm`).
+        #[arg(long)]
+        slot: Option<Slot>,
+    },
+    /// Upload a component to a running server, which validates and swaps it in.
+    Install {
+        slot: Slot,
+        file: PathBuf,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// What runs in each slot of a running server.
+    List {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Return a slot of a running server to its previous component.
+    Rollback {
+        slot: Slot,
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+#[derive(clap::Args)]
+struct Server {
+    /// Base URL of the server; by default the configured listen address.
+    #[arg(long)]
+    server: Option<String>,
+    /// Admin key; by default the configured or generated one.
+    #[arg(long, env = "PRESENCE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 #[tokio::main]
@@ -90,18 +133,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::AdminKey => {
-            let key = match &config.admin_key {
-                Some(k) => k.clone(),
-                None => {
-                    Auth::from_config(&config)?;
-                    std::fs::read_to_string(config.data_dir.join("admin_key"))?
-                        .trim()
-                        .to_owned()
-                }
-            };
-            println!("{key}");
+            println!("{}", admin_key(&config)?);
             Ok(())
         }
+        Command::Plugin(command) => plugin(command, &config).await,
     }
 }
 
@@ -124,5 +159,107 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+fn admin_key(config: &Config) -> anyhow::Result<String> {
+    Ok(match &config.admin_key {
+        Some(k) => k.clone(),
+        None => {
+            Auth::from_config(config)?;
+            std::fs::read_to_string(config.data_dir.join("admin_key"))?
+                .trim()
+                .to_owned()
+        }
+    })
+}
+
+async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
+    let (server, method, path, body) = match command {
+        PluginCommand::Check { file, slot } => return check(&file, slot, config),
+        PluginCommand::Install { slot, file, server } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            (
+                server,
+                reqwest::Method::PUT,
+                format!("/api/v1/admin/plugins/{slot}"),
+                Some(bytes),
+            )
+        }
+        PluginCommand::List { server } => (
+            server,
+            reqwest::Method::GET,
+            "/api/v1/admin/plugins".to_owned(),
+            None,
+        ),
+        PluginCommand::Rollback { slot, server } => (
+            server,
+            reqwest::Method::POST,
+            format!("/api/v1/admin/plugins/{slot}/rollback"),
+            None,
+        ),
+    };
+    let base = server
+        .server
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let key = match server.admin_key {
+        Some(k) => k,
+        None => admin_key(config)?,
+    };
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(bytes) = body {
+        request = request
+            .header("content-type", "application/wasm")
+            .body(bytes);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reaching {base}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.context("reading the answer")?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{status}: {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&body["data"])?);
+    Ok(())
+}
+
+/// Loads the component into a private runtime, as the server would.
+fn check(file: &std::path::Path, slot: Option<Slot>, config: &Config) -> anyhow::Result<()> {
+    let slot = match slot {
+        Some(s) => s,
+        None => file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok())
+            .context("name the slot with --slot (typing, status or privacy)")?,
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let policies = Policies::load(&PolicyConfig {
+        plugin_dir: None,
+        call_deadline: config.plugin_call_deadline(),
+        memory_limit: config.limits.plugin_memory_bytes,
+    })?;
+    let started = std::time::Instant::now();
+    match policies.check(slot, &bytes) {
+        Ok(vectors) => {
+            println!(
+                "ok: {} is a valid {slot} plugin ({} bytes); {vectors} conformance vectors passed in {:.1} ms",
+                file.display(),
+                bytes.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(())
+        }
+        Err(rejected) => anyhow::bail!("refused: {rejected}"),
     }
 }

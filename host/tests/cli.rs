@@ -128,3 +128,39 @@ async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
         "name taken from the token"
     );
 }
+
+#[test]
+fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("typing.wasm");
+    std::fs::write(&good, presence::policy::Slot::Typing.builtin_component()).unwrap();
+    let out = presence(dir.path())
+        .args(["plugin", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("valid typing plugin") && said.contains("conformance vectors passed"),
+        "{said}"
+    );
+
+    let wrong = dir.path().join("privacy.wasm");
+    std::fs::write(&wrong, presence::policy::Slot::Status.builtin_component()).unwrap();
+    let out = presence(dir.path())
+        .args(["plugin", "check"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("refused") && said.contains("privacy-policy"),
+        "{said}"
+    );
+}

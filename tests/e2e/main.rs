@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod lifecycle;
+mod plugins;
 mod rest;
 mod status;
 mod timings;

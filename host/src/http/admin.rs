@@ -2,6 +2,7 @@
 //! contacts and activity in sync. Every change updates the store first, then
 //! invalidates the caches, then applies its live effect (typing stops).
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Json;
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::{Admin, Body, parse_uuid};
 use crate::error::{ApiError, ok};
+use crate::policy::{Slot, SlotInfo, UPLOAD_SOURCE};
 
 type Reply = Result<Json<serde_json::Value>, ApiError>;
 
@@ -178,18 +180,63 @@ pub async fn plugins(State(state): State<AppState>, _: Admin) -> Reply {
         .presence
         .policies
         .slots()
-        .into_iter()
-        .map(|s| {
-            serde_json::json!({
-                "slot": s.slot.as_str(),
-                "world": s.world,
-                "source": s.source,
-                "sha256": s.sha256,
-                "loaded_at": crate::ws::protocol::timestamp(&s.loaded_at),
-                "calls": s.calls,
-                "failures": s.failures,
-            })
-        })
+        .iter()
+        .map(slot_json)
         .collect();
     Ok(ok(slots))
+}
+
+/// `PUT /api/v1/admin/plugins/{slot}` with the component's bytes: validated,
+/// then swapped in; a refused component leaves the old one serving.
+pub async fn install_plugin(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(slot): Path<String>,
+    body: Bytes,
+) -> Reply {
+    let slot = parse_slot(&slot)?;
+    let policies = state.presence.policies.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        policies.install(slot, &body, UPLOAD_SOURCE.to_owned())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    match installed {
+        Ok(info) => Ok(ok(slot_json(&info))),
+        Err(rejected) => Err(ApiError::PluginRejected(format!(
+            "the {slot} plugin was refused: {rejected}"
+        ))),
+    }
+}
+
+/// `POST /api/v1/admin/plugins/{slot}/rollback`.
+pub async fn rollback_plugin(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(slot): Path<String>,
+) -> Reply {
+    let slot = parse_slot(&slot)?;
+    match state.presence.policies.rollback(slot) {
+        Some(info) => Ok(ok(slot_json(&info))),
+        None => Err(ApiError::Conflict(format!(
+            "the {slot} slot has no previous plugin to roll back to"
+        ))),
+    }
+}
+
+fn parse_slot(s: &str) -> Result<Slot, ApiError> {
+    s.parse()
+        .map_err(|e: crate::policy::UnknownSlot| ApiError::BadRequest(e.to_string()))
+}
+
+fn slot_json(s: &SlotInfo) -> serde_json::Value {
+    serde_json::json!({
+        "slot": s.slot.as_str(),
+        "world": s.world,
+        "source": s.source,
+        "sha256": s.sha256,
+        "loaded_at": crate::ws::protocol::timestamp(&s.loaded_at),
+        "calls": s.calls,
+        "failures": s.failures,
+    })
 }

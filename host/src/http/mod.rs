@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ok};
+use crate::policy::MAX_COMPONENT_BYTES;
 use crate::presence::Presence;
 
 #[derive(Clone)]
@@ -58,6 +59,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/admin/activity", post(admin::activity))
         .route("/api/v1/admin/plugins", get(admin::plugins))
+        .route(
+            "/api/v1/admin/plugins/{slot}",
+            put(admin::install_plugin).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route(
+            "/api/v1/admin/plugins/{slot}/rollback",
+            post(admin::rollback_plugin),
+        )
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

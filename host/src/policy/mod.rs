@@ -15,9 +15,11 @@
 //! discarded, and the caller gets the fallback (privacy fails closed).
 
 mod bindings;
+mod conformance;
 mod engine;
 pub mod fallback;
 mod slot;
+pub mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,9 @@ pub const HEARTBEAT_BOUNDS: (Duration, Duration) =
 /// Bounds of [`StatusConfig::last_seen_flush`].
 pub const LAST_SEEN_FLUSH_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3_600));
+/// Largest component accepted. The defaults are under 100 KiB; this only
+/// keeps a mistaken upload from being compiled.
+pub const MAX_COMPONENT_BYTES: usize = 16 * 1024 * 1024;
 /// A typing summary longer than this is garbage, not a summary.
 pub const MAX_SUMMARY_BYTES: usize = 1_024;
 /// An approximate last-seen label must be non-empty and at most this long.
@@ -260,7 +265,18 @@ pub struct Policies {
     typing: SlotCell<TypingWorld>,
     status: SlotCell<StatusWorld>,
     privacy: SlotCell<PrivacyWorld>,
+    /// Compiles replacements with the same engine and budget.
+    engine: Arc<PolicyEngine>,
+    limits: Limits,
 }
+
+/// Why a component was refused; the slot keeps serving its current one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct Rejected(anyhow::Error);
+
+/// [`SlotInfo::source`] of a component uploaded through the admin API.
+pub const UPLOAD_SOURCE: &str = "upload";
 
 const _: () = {
     const fn shareable<T: Send + Sync>() {}
@@ -279,7 +295,78 @@ impl Policies {
             typing: SlotCell::new(load_slot(&engine, limits, dir)?),
             status: SlotCell::new(load_slot(&engine, limits, dir)?),
             privacy: SlotCell::new(load_slot(&engine, limits, dir)?),
+            engine,
+            limits,
         })
+    }
+
+    /// Validates `bytes` for `slot` (size, world, instantiation under the
+    /// limits, the slot's conformance vectors) and swaps it in atomically:
+    /// calls in flight finish on the old component, new calls use the new
+    /// one. A refused component changes nothing. Compiling takes a while:
+    /// call from a blocking context.
+    pub fn install(&self, slot: Slot, bytes: &[u8], source: String) -> Result<SlotInfo, Rejected> {
+        let load = || -> anyhow::Result<SlotInfo> {
+            Ok(match slot {
+                Slot::Typing => {
+                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    conformance::typing(&l)?;
+                    self.typing.replace(l)
+                }
+                Slot::Status => {
+                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    conformance::status(&l)?;
+                    self.status.replace(l)
+                }
+                Slot::Privacy => {
+                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    conformance::privacy(&l)?;
+                    self.privacy.replace(l)
+                }
+            })
+        };
+        load().map_err(|e| {
+            tracing::warn!(%slot, error = %format_args!("{e:#}"), "plugin refused");
+            Rejected(e)
+        })
+    }
+
+    /// Returns `slot` to the component it served before the last install;
+    /// `None` when there is nothing to go back to.
+    pub fn rollback(&self, slot: Slot) -> Option<SlotInfo> {
+        match slot {
+            Slot::Typing => self.typing.rollback(),
+            Slot::Status => self.status.rollback(),
+            Slot::Privacy => self.privacy.rollback(),
+        }
+    }
+
+    /// Validates `bytes` for `slot` exactly as [`install`](Self::install)
+    /// would, without installing; returns how many conformance vectors ran.
+    pub fn check(&self, slot: Slot, bytes: &[u8]) -> Result<usize, Rejected> {
+        let source = "check".to_owned();
+        let run = || -> anyhow::Result<usize> {
+            match slot {
+                Slot::Typing => {
+                    conformance::typing(&Loaded::load(&self.engine, self.limits, bytes, source)?)
+                }
+                Slot::Status => {
+                    conformance::status(&Loaded::load(&self.engine, self.limits, bytes, source)?)
+                }
+                Slot::Privacy => {
+                    conformance::privacy(&Loaded::load(&self.engine, self.limits, bytes, source)?)
+                }
+            }
+        };
+        run().map_err(Rejected)
+    }
+
+    pub fn slot(&self, slot: Slot) -> SlotInfo {
+        match slot {
+            Slot::Typing => self.typing.current().info(),
+            Slot::Status => self.status.current().info(),
+            Slot::Privacy => self.privacy.current().info(),
+        }
     }
 
     /// Asked once when the component was loaded.
@@ -292,34 +379,19 @@ impl Policies {
     }
 
     pub fn on_typing_start(&self, event: TypingStart) -> TypingDecision {
-        let typing = self.typing.current();
-        match typing.call("on-typing-start", |instance, store| {
-            TypingWorld::on_typing_start(instance, store, event)
-        }) {
-            Ok(decision) => TypingDecision {
-                broadcast: decision.broadcast,
-                lease: decision.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
-            },
-            Err(Trapped) => fallback::typing_decision(),
-        }
+        typing_start(&self.typing.current(), event)
+            .map(|d| TypingDecision {
+                broadcast: d.broadcast,
+                lease: d.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
+            })
+            .unwrap_or_else(|Trapped| fallback::typing_decision())
     }
 
     /// The summary shown to one recipient; `names` in the order they started
     /// typing, the recipient excluded. `locale` is a BCP 47 tag.
     pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
-        const FUNCTION: &str = "format-typers";
-        let typing = self.typing.current();
-        match typing.call(FUNCTION, |instance, store| {
-            TypingWorld::format_typers(instance, store, names, locale)
-        }) {
-            Ok(summary) if summary.len() <= MAX_SUMMARY_BYTES => summary,
-            Ok(summary) => {
-                let reason = format!("a {}-byte summary", summary.len());
-                typing.reject(FUNCTION, &reason);
-                fallback::format_typers(names)
-            }
-            Err(Trapped) => fallback::format_typers(names),
-        }
+        format_typers(&self.typing.current(), names, locale)
+            .unwrap_or_else(|Trapped| fallback::format_typers(names))
     }
 
     /// Asked once when the component was loaded.
@@ -338,22 +410,8 @@ impl Policies {
     /// What `request.viewer` sees of the subject; on any failure the last
     /// seen is hidden.
     pub fn privacy_view(&self, request: &ViewRequest) -> View {
-        const FUNCTION: &str = "view";
-        let privacy = self.privacy.current();
-        match privacy.call(FUNCTION, |instance, store| {
-            PrivacyWorld::view(instance, store, request)
-        }) {
-            Ok(View {
-                last_seen: LastSeenView::Approximate(label),
-                ..
-            }) if label.is_empty() || label.len() > MAX_LABEL_BYTES => {
-                let reason = format!("a {}-byte approximate label", label.len());
-                privacy.reject(FUNCTION, &reason);
-                fallback::privacy_view()
-            }
-            Ok(view) => view,
-            Err(Trapped) => fallback::privacy_view(),
-        }
+        privacy_view(&self.privacy.current(), request)
+            .unwrap_or_else(|Trapped| fallback::privacy_view())
     }
 
     pub fn slots(&self) -> Vec<SlotInfo> {
@@ -371,6 +429,50 @@ impl fmt::Debug for Policies {
             .field("slots", &self.slots())
             .finish()
     }
+}
+
+fn typing_start(
+    typing: &Loaded<TypingWorld>,
+    event: TypingStart,
+) -> Result<TypingDecision, Trapped> {
+    typing.call("on-typing-start", |instance, store| {
+        TypingWorld::on_typing_start(instance, store, event)
+    })
+}
+
+/// A summary, refused (and counted) when it is too long to be one.
+fn format_typers(
+    typing: &Loaded<TypingWorld>,
+    names: &[&str],
+    locale: &str,
+) -> Result<String, Trapped> {
+    const FUNCTION: &str = "format-typers";
+    let summary = typing.call(FUNCTION, |instance, store| {
+        TypingWorld::format_typers(instance, store, names, locale)
+    })?;
+    if summary.len() > MAX_SUMMARY_BYTES {
+        typing.reject(FUNCTION, &format!("a {}-byte summary", summary.len()));
+        return Err(Trapped);
+    }
+    Ok(summary)
+}
+
+/// A view, refused (and counted) when its approximate label is empty or too long.
+fn privacy_view(privacy: &Loaded<PrivacyWorld>, request: &ViewRequest) -> Result<View, Trapped> {
+    const FUNCTION: &str = "view";
+    let view = privacy.call(FUNCTION, |instance, store| {
+        PrivacyWorld::view(instance, store, request)
+    })?;
+    if let LastSeenView::Approximate(label) = &view.last_seen
+        && (label.is_empty() || label.len() > MAX_LABEL_BYTES)
+    {
+        privacy.reject(
+            FUNCTION,
+            &format!("a {}-byte approximate label", label.len()),
+        );
+        return Err(Trapped);
+    }
+    Ok(view)
 }
 
 /// The slot's file in `dir` if there is one, else its built-in component.

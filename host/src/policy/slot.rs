@@ -20,15 +20,11 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::engine::{Limits, PolicyEngine, StoreState, to_anyhow};
-use super::{Slot, SlotInfo};
+use super::{MAX_COMPONENT_BYTES, Slot, SlotInfo};
 
 /// Most instances kept per component: enough for every core to call at once
 /// without waiting; each costs one store and its linear memory.
 const MAX_POOL: usize = 8;
-
-/// Largest component accepted. The defaults are under 100 KiB; this only
-/// keeps a mistaken upload from being compiled.
-pub(super) const MAX_COMPONENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// What ties a WIT world to its generated bindings (implemented in
 /// `bindings`, the only module that sees generated types).
@@ -231,15 +227,22 @@ impl<W: World> Loaded<W> {
     }
 }
 
-/// The component serving one slot, replaceable atomically.
+/// Previous components kept per slot for rollback.
+const HISTORY: usize = 8;
+
+/// The component serving one slot, replaceable atomically, with the ones it
+/// replaced for rollback.
 pub(super) struct SlotCell<W: World> {
     current: ArcSwap<Loaded<W>>,
+    /// Most recent last; the lock also serializes replacements.
+    history: Mutex<Vec<Arc<Loaded<W>>>>,
 }
 
 impl<W: World> SlotCell<W> {
     pub(super) fn new(loaded: Loaded<W>) -> Self {
         SlotCell {
             current: ArcSwap::from_pointee(loaded),
+            history: Mutex::new(Vec::new()),
         }
     }
 
@@ -247,5 +250,28 @@ impl<W: World> SlotCell<W> {
     /// even if the slot is swapped meanwhile.
     pub(super) fn current(&self) -> Guard<Arc<Loaded<W>>> {
         self.current.load()
+    }
+
+    /// Serves `loaded` from now on; calls in flight finish on the old one.
+    pub(super) fn replace(&self, loaded: Loaded<W>) -> SlotInfo {
+        let mut history = self.history.lock();
+        let loaded = Arc::new(loaded);
+        let info = loaded.info();
+        history.push(self.current.swap(loaded));
+        if history.len() > HISTORY {
+            history.remove(0);
+        }
+        tracing::info!(slot = W::SLOT.as_str(), sha256 = %info.sha256, source = %info.source, "policy swapped in");
+        info
+    }
+
+    /// Goes back to the component this one replaced, if any.
+    pub(super) fn rollback(&self) -> Option<SlotInfo> {
+        let mut history = self.history.lock();
+        let previous = history.pop()?;
+        let info = previous.info();
+        self.current.store(previous);
+        tracing::info!(slot = W::SLOT.as_str(), sha256 = %info.sha256, "policy rolled back");
+        Some(info)
     }
 }

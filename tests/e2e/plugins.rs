@@ -1,0 +1,254 @@
+//! Swapping policy plugins while the server runs.
+
+use std::collections::HashMap;
+
+use presence::policy::Slot;
+use presence_e2e::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn upload(app: &TestApp, slot: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .put(app.url(&format!("/api/v1/admin/plugins/{slot}")))
+        .bearer_auth(ADMIN_KEY)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+fn quick_status() -> Vec<u8> {
+    std::fs::read(env!("PRESENCE_TEST_QUICK_STATUS_WASM")).unwrap()
+}
+
+async fn slot(app: &TestApp, name: &str) -> Value {
+    let list = app.admin(Method::GET, "/api/v1/admin/plugins", None).await;
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slot"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn an_uploaded_plugin_serves_at_once_and_rollback_restores_the_old_one() {
+    let app = spawn_app().await;
+    let builtin = slot(&app, "status").await;
+    let (status, body) = upload(&app, "status", quick_status()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["source"], "upload");
+    assert_ne!(body["data"]["sha256"], builtin["sha256"]);
+    assert_eq!(slot(&app, "status").await["sha256"], body["data"]["sha256"]);
+    // The new policy's 1 s heartbeat is what a new connection is told.
+    let me = app.user("Me").await;
+    assert_eq!(app.connect(me).await.ready["heartbeat_interval_ms"], 1000);
+
+    let back = app
+        .admin(Method::POST, "/api/v1/admin/plugins/status/rollback", None)
+        .await;
+    assert_eq!(back["data"]["sha256"], builtin["sha256"]);
+    assert_eq!(app.connect(me).await.ready["heartbeat_interval_ms"], 20000);
+    let (status, body) = app
+        .admin_raw(Method::POST, "/api/v1/admin/plugins/status/rollback", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "nothing left to roll back: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_plugin_says_why_and_the_old_one_keeps_serving() {
+    let app = spawn_app().await;
+    let before = slot(&app, "typing").await;
+    let (status, body) = upload(&app, "typing", quick_status()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "plugin_rejected");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("typing-policy"),
+        "names the world it should implement: {msg}"
+    );
+
+    let (status, body) = upload(&app, "typing", b"\0asm garbage".to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
+    let (status, _) = upload(&app, "dance", quick_status()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(slot(&app, "typing").await["sha256"], before["sha256"]);
+    let Pair {
+        conversation,
+        mut a,
+        mut b,
+        ..
+    } = app.pair().await;
+    a.send("typing_start", json!({"conversation_id": conversation}))
+        .await;
+    assert_eq!(b.next_of("user_typing").await["text"], "Ann is typing…");
+}
+
+#[tokio::test]
+async fn no_typing_event_is_lost_or_duplicated_across_twenty_swaps() {
+    let app = spawn_app().await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    let mut convs = Vec::new();
+    for _ in 0..40 {
+        convs.push(app.conversation(&[ann, bob]).await);
+    }
+    let mut a = app.connect(ann).await;
+    let mut b = app.connect(bob).await;
+
+    let swapper = {
+        let (url, http) = (app.url("/api/v1/admin/plugins/typing"), app.http.clone());
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let r = http
+                    .put(&url)
+                    .bearer_auth(ADMIN_KEY)
+                    .body(Slot::Typing.builtin_component())
+                    .send()
+                    .await;
+                assert_eq!(r.unwrap().status(), StatusCode::OK);
+            }
+        })
+    };
+    for kind in ["typing_start", "typing_stop"] {
+        for c in &convs {
+            a.send(kind, json!({"conversation_id": c})).await;
+        }
+        // Each conversation's stop waits for its own rate window, so both
+        // passes together take about a second.
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        while seen.len() < convs.len() {
+            let t = b.next_of("user_typing").await;
+            assert_eq!(t["is_typing"], kind == "typing_start");
+            *seen
+                .entry(t["conversation_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "each exactly once: {seen:?}"
+        );
+        a.drain().await;
+    }
+    swapper.await.unwrap();
+    assert!(
+        b.drain().await.iter().all(|f| f["type"] != "user_typing"),
+        "no duplicates arrive late"
+    );
+}
+
+#[tokio::test]
+async fn a_file_renamed_into_the_plugin_directory_is_swapped_in() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("presence.db").display());
+    let app = spawn_app_on(url, dir.clone(), |c| c.plugin_dir = Some(plugins.clone())).await;
+    let builtin = slot(&app, "status").await["sha256"].clone();
+    // Deploy tools write elsewhere and rename into place.
+    let staged = dir.path().join("status.wasm.tmp");
+    std::fs::write(&staged, quick_status()).unwrap();
+    std::fs::rename(&staged, plugins.join("status.wasm")).unwrap();
+    // The watcher polls once a second; wait (bounded) for the swap to show.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let s = slot(&app, "status").await;
+        if s["sha256"] != builtin {
+            assert!(s["source"].as_str().unwrap().ends_with("status.wasm"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file was not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn install_example(app: &TestApp, slot: &str, path: &str) {
+    let (status, body) = upload(app, slot, std::fs::read(path).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_telegram_privacy_example_turns_exact_times_into_buckets_without_a_restart() {
+    let app = spawn_app().await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    app.connect(ann).await.close().await;
+    let path = format!("/api/v1/users/{ann}/status");
+    // Wait out the grace period through the event rather than a sleep.
+    app.contacts(bob, &[ann]).await;
+    let mut b = app.connect(bob).await;
+    let (_, exact) = app.get_as(bob, &path).await;
+    if exact["data"]["status"] != "offline" {
+        assert_eq!(b.next_of("user_status").await["status"], "offline");
+    }
+    let (_, exact) = app.get_as(bob, &path).await;
+    assert!(exact["data"]["last_seen"].is_string());
+
+    install_example(
+        &app,
+        "privacy",
+        env!("PRESENCE_EXAMPLE_TELEGRAM_PRIVACY_WASM"),
+    )
+    .await;
+    let (_, bucket) = app.get_as(bob, &path).await;
+    assert!(bucket["data"]["last_seen"].is_null());
+    assert_eq!(bucket["data"]["last_seen_approx"], "recently");
+    let (_, own) = app.get_as(ann, &path).await;
+    assert!(
+        own["data"]["last_seen"].is_string(),
+        "exact for the user themselves"
+    );
+}
+
+#[tokio::test]
+async fn the_large_groups_example_summarises_many_typers_without_a_restart() {
+    let app = spawn_app().await;
+    install_example(
+        &app,
+        "typing",
+        env!("PRESENCE_EXAMPLE_LARGE_GROUPS_TYPING_WASM"),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in ["Ann", "Bob", "Cid", "Dan", "Eve"] {
+        ids.push(app.user(n).await);
+    }
+    let conv = app.conversation(&ids).await;
+    let mut watcher = app.connect(ids[4]).await;
+    let mut typers = Vec::new();
+    for id in &ids[..4] {
+        let mut c = app.connect(*id).await;
+        c.send("typing_start", json!({"conversation_id": conv}))
+            .await;
+        typers.push(c);
+    }
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        last = watcher.next_of("user_typing").await;
+    }
+    assert_eq!(last["text"], "Several people are typing…");
+}
+
+#[tokio::test]
+async fn the_mobile_status_example_lengthens_the_heartbeat_without_a_restart() {
+    let app = spawn_app().await;
+    install_example(&app, "status", env!("PRESENCE_EXAMPLE_MOBILE_STATUS_WASM")).await;
+    let me = app.user("Me").await;
+    assert_eq!(app.connect(me).await.ready["heartbeat_interval_ms"], 45000);
+}
