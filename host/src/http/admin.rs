@@ -238,5 +238,7 @@ fn slot_json(s: &SlotInfo) -> serde_json::Value {
         "loaded_at": crate::ws::protocol::timestamp(&s.loaded_at),
         "calls": s.calls,
         "failures": s.failures,
+        "latency_p50_us": s.latency_p50.map(|d| d.as_secs_f64() * 1e6),
+        "latency_p99_us": s.latency_p99.map(|d| d.as_secs_f64() * 1e6),
     })
 }

@@ -52,6 +52,11 @@ pub const HEARTBEAT_BOUNDS: (Duration, Duration) =
 /// Bounds of [`StatusConfig::last_seen_flush`].
 pub const LAST_SEEN_FLUSH_BOUNDS: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(3_600));
+/// The plugin contract versions this server loads (see docs/plugins.md).
+pub const ACCEPTED_WIT: &str = "presence:policy@0.1.0";
+/// A component that fails this many calls in a row is rolled back to the
+/// one it replaced (the built-in fallback answers meanwhile).
+pub const AUTO_ROLLBACK_AFTER: u32 = 5;
 /// Largest component accepted. The defaults are under 100 KiB; this only
 /// keeps a mistaken upload from being compiled.
 pub const MAX_COMPONENT_BYTES: usize = 16 * 1024 * 1024;
@@ -258,6 +263,9 @@ pub struct SlotInfo {
     pub calls: u64,
     /// Calls that trapped, overran or answered garbage (and got the fallback).
     pub failures: u64,
+    /// Call latency percentiles since loading (bucket upper bounds, within 25%).
+    pub latency_p50: Option<Duration>,
+    pub latency_p99: Option<Duration>,
 }
 
 /// The three policy slots; `Send + Sync`, shared as `Arc<Policies>`.
@@ -379,19 +387,26 @@ impl Policies {
     }
 
     pub fn on_typing_start(&self, event: TypingStart) -> TypingDecision {
-        typing_start(&self.typing.current(), event)
+        let typing = self.typing.current();
+        typing_start(&typing, event)
             .map(|d| TypingDecision {
                 broadcast: d.broadcast,
                 lease: d.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
             })
-            .unwrap_or_else(|Trapped| fallback::typing_decision())
+            .unwrap_or_else(|Trapped| {
+                self.typing.after_failure(&typing);
+                fallback::typing_decision()
+            })
     }
 
     /// The summary shown to one recipient; `names` in the order they started
     /// typing, the recipient excluded. `locale` is a BCP 47 tag.
     pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
-        format_typers(&self.typing.current(), names, locale)
-            .unwrap_or_else(|Trapped| fallback::format_typers(names))
+        let typing = self.typing.current();
+        format_typers(&typing, names, locale).unwrap_or_else(|Trapped| {
+            self.typing.after_failure(&typing);
+            fallback::format_typers(names)
+        })
     }
 
     /// Asked once when the component was loaded.
@@ -410,8 +425,11 @@ impl Policies {
     /// What `request.viewer` sees of the subject; on any failure the last
     /// seen is hidden.
     pub fn privacy_view(&self, request: &ViewRequest) -> View {
-        privacy_view(&self.privacy.current(), request)
-            .unwrap_or_else(|Trapped| fallback::privacy_view())
+        let privacy = self.privacy.current();
+        privacy_view(&privacy, request).unwrap_or_else(|Trapped| {
+            self.privacy.after_failure(&privacy);
+            fallback::privacy_view()
+        })
     }
 
     pub fn slots(&self) -> Vec<SlotInfo> {

@@ -8,8 +8,9 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arc_swap::{ArcSwap, Guard};
@@ -20,7 +21,7 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::engine::{Limits, PolicyEngine, StoreState, to_anyhow};
-use super::{MAX_COMPONENT_BYTES, Slot, SlotInfo};
+use super::{ACCEPTED_WIT, AUTO_ROLLBACK_AFTER, MAX_COMPONENT_BYTES, Slot, SlotInfo};
 
 /// Most instances kept per component: enough for every core to call at once
 /// without waiting; each costs one store and its linear memory.
@@ -82,6 +83,9 @@ pub(super) struct Loaded<W: World> {
     loaded_at: DateTime<Utc>,
     calls: AtomicU64,
     failures: AtomicU64,
+    /// Failures since the last successful call; see [`AUTO_ROLLBACK_AFTER`].
+    streak: AtomicU32,
+    latency: Latency,
 }
 
 impl<W: World> Loaded<W> {
@@ -113,7 +117,12 @@ impl<W: World> Loaded<W> {
             .instantiate_pre(&component)
             .and_then(W::pre)
             .map_err(to_anyhow)
-            .with_context(|| format!("not a {} component", W::NAME))?;
+            .with_context(|| {
+                format!(
+                    "not a {} component (this server accepts {ACCEPTED_WIT})",
+                    W::NAME
+                )
+            })?;
 
         let mut store = engine.store(&limits);
         let instance = W::instantiate(&pre, &mut store)
@@ -144,6 +153,8 @@ impl<W: World> Loaded<W> {
             loaded_at: Utc::now(),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            streak: AtomicU32::new(0),
+            latency: Latency::default(),
         })
     }
 
@@ -176,9 +187,13 @@ impl<W: World> Loaded<W> {
             instance,
         } = live;
         store.set_epoch_deadline(self.limits.deadline_ticks);
-        match call(&instance, &mut store) {
+        let started = Instant::now();
+        let result = call(&instance, &mut store);
+        self.latency.record(started.elapsed());
+        match result {
             Ok(result) => {
                 *entry = Some(Live { store, instance });
+                self.streak.store(0, Ordering::Relaxed);
                 Ok(result)
             }
             Err(error) => Err(self.failed(function, &error)),
@@ -192,6 +207,7 @@ impl<W: World> Loaded<W> {
 
     fn failed(&self, function: &'static str, error: &dyn std::fmt::Display) -> Trapped {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.streak.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             slot = W::SLOT.as_str(),
             sha256 = %self.sha256,
@@ -223,7 +239,74 @@ impl<W: World> Loaded<W> {
             loaded_at: self.loaded_at,
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            latency_p50: self.latency.quantile(0.50),
+            latency_p99: self.latency.quantile(0.99),
         }
+    }
+
+    /// Too many failures in a row to keep serving.
+    fn failing(&self) -> bool {
+        self.streak.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER
+    }
+}
+
+/// Call durations in log-linear buckets (4 per power of two of nanoseconds),
+/// so percentiles cost a few atomics per call and no locks.
+struct Latency {
+    buckets: Box<[AtomicU64]>,
+}
+
+const SUB_BUCKETS: u32 = 4;
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            buckets: (0..64 * SUB_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Latency {
+    fn index(nanos: u64) -> usize {
+        let n = nanos.max(1);
+        let exp = 63 - n.leading_zeros();
+        let sub = if exp >= 2 { (n >> (exp - 2)) & 3 } else { 0 };
+        (exp * SUB_BUCKETS) as usize + sub as usize
+    }
+
+    /// The upper bound of bucket `i`.
+    fn bound(i: usize) -> Duration {
+        let (exp, sub) = ((i as u32) / SUB_BUCKETS, (i as u32) % SUB_BUCKETS);
+        let base = 1u128 << exp;
+        let nanos = base + base * (u128::from(sub) + 1) / u128::from(SUB_BUCKETS);
+        Duration::from_nanos(nanos.min(u128::from(u64::MAX)) as u64)
+    }
+
+    fn record(&self, d: Duration) {
+        let i = Self::index(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The smallest bucket bound below which `q` of the calls fell.
+    fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let target = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        counts
+            .iter()
+            .position(|c| {
+                seen += c;
+                seen >= target
+            })
+            .map(Self::bound)
     }
 }
 
@@ -265,6 +348,28 @@ impl<W: World> SlotCell<W> {
         info
     }
 
+    /// After a failed call: when `failed` has failed [`AUTO_ROLLBACK_AFTER`]
+    /// times in a row and still serves, go back to the component before it.
+    pub(super) fn after_failure(&self, failed: &Arc<Loaded<W>>) {
+        if !failed.failing() {
+            return;
+        }
+        let mut history = self.history.lock();
+        if !Arc::ptr_eq(&self.current.load(), failed) {
+            return; // Already replaced or rolled back.
+        }
+        let Some(previous) = history.pop() else {
+            return; // Nothing to go back to: callers keep getting fallbacks.
+        };
+        tracing::error!(
+            slot = W::SLOT.as_str(),
+            failing = %failed.sha256,
+            restored = %previous.sha256,
+            "policy failed {AUTO_ROLLBACK_AFTER} calls in a row; rolled back automatically"
+        );
+        self.current.store(previous);
+    }
+
     /// Goes back to the component this one replaced, if any.
     pub(super) fn rollback(&self) -> Option<SlotInfo> {
         let mut history = self.history.lock();
@@ -273,5 +378,32 @@ impl<W: World> SlotCell<W> {
         self.current.store(previous);
         tracing::info!(slot = W::SLOT.as_str(), sha256 = %info.sha256, "policy rolled back");
         Some(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_are_bucket_bounds_within_a_quarter() {
+        let l = Latency::default();
+        assert_eq!(l.quantile(0.5), None);
+        for _ in 0..98 {
+            l.record(Duration::from_nanos(400));
+        }
+        l.record(Duration::from_micros(50));
+        l.record(Duration::from_millis(3));
+        let p50 = l.quantile(0.50).unwrap();
+        assert!(
+            p50 >= Duration::from_nanos(400) && p50 <= Duration::from_nanos(500),
+            "{p50:?}"
+        );
+        let p99 = l.quantile(0.99).unwrap();
+        assert!(
+            p99 >= Duration::from_micros(50) && p99 <= Duration::from_micros(63),
+            "{p99:?}"
+        );
+        assert!(l.quantile(1.0).unwrap() >= Duration::from_millis(3));
     }
 }
