@@ -21,6 +21,8 @@ use crate::policy::{Policies, PolicyConfig};
 use crate::presence::{Presence, PresenceTasks};
 use crate::store::Store;
 
+/// Compiled plugins are cached under the data directory here.
+pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
 /// How long open WebSocket sessions get to finish after shutdown begins.
 pub const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -49,6 +51,7 @@ impl Application {
             plugin_dir: config.plugin_dir.clone(),
             call_deadline: config.plugin_call_deadline(),
             memory_limit: config.limits.plugin_memory_bytes,
+            cache_dir: Some(config.data_dir.join(PLUGIN_CACHE_DIR)),
         })
         .context("loading policy plugins")?;
         let (presence, tasks) = Presence::start(store, Arc::new(policies), config.limits.clone());

@@ -248,6 +248,7 @@ fn check(file: &std::path::Path, slot: Option<Slot>, config: &Config) -> anyhow:
         plugin_dir: None,
         call_deadline: config.plugin_call_deadline(),
         memory_limit: config.limits.plugin_memory_bytes,
+        cache_dir: None,
     })?;
     let started = std::time::Instant::now();
     match policies.check(slot, &bytes) {

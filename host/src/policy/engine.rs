@@ -5,6 +5,7 @@
 //! them is alive; when the last one is dropped the ticker thread is stopped
 //! and joined.
 
+use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use parking_lot::Mutex;
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 /// How often the epoch advances: the resolution of the call deadline.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -40,21 +41,25 @@ pub(super) struct PolicyEngine {
     stop: Option<mpsc::Sender<()>>,
     /// Joined on drop so no thread outlives the engine.
     ticker: Option<JoinHandle<()>>,
+    /// Compiled artifacts on disk, keyed by content and engine settings, so
+    /// a restart or a re-install of the same component does not recompile.
+    cache: Option<Cache>,
 }
 
 impl PolicyEngine {
-    /// The engine of the process, created on first use.
-    pub(super) fn shared() -> anyhow::Result<Arc<PolicyEngine>> {
+    /// The engine of the process, created on first use (whose `cache_dir`
+    /// then holds for as long as the engine lives).
+    pub(super) fn shared(cache_dir: Option<&Path>) -> anyhow::Result<Arc<PolicyEngine>> {
         let mut shared = SHARED.lock();
         if let Some(engine) = shared.upgrade() {
             return Ok(engine);
         }
-        let engine = Arc::new(PolicyEngine::new()?);
+        let engine = Arc::new(PolicyEngine::new(cache_dir)?);
         *shared = Arc::downgrade(&engine);
         Ok(engine)
     }
 
-    fn new() -> anyhow::Result<PolicyEngine> {
+    fn new(cache_dir: Option<&Path>) -> anyhow::Result<PolicyEngine> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -62,6 +67,20 @@ impl PolicyEngine {
             // state of component-model async.
             .concurrency_support(false)
             .epoch_interruption(true);
+        let cache = match cache_dir {
+            Some(dir) => {
+                let mut cache_config = CacheConfig::new();
+                cache_config.with_directory(dir);
+                let cache = Cache::new(cache_config)
+                    .map_err(to_anyhow)
+                    .with_context(|| {
+                        format!("cannot use {} as the plugin compile cache", dir.display())
+                    })?;
+                config.cache(Some(cache.clone()));
+                Some(cache)
+            }
+            None => None,
+        };
         let engine = Engine::new(&config)
             .map_err(to_anyhow)
             .context("cannot create the wasm engine")?;
@@ -81,7 +100,15 @@ impl PolicyEngine {
             engine,
             stop: Some(stop),
             ticker: Some(ticker),
+            cache,
         })
+    }
+
+    /// (hits, misses) of the compile cache, if there is one.
+    pub(super) fn cache_stats(&self) -> Option<(usize, usize)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits(), c.cache_misses()))
     }
 
     pub(super) fn engine(&self) -> &Engine {

@@ -235,6 +235,9 @@ pub struct PolicyConfig {
     pub call_deadline: Duration,
     /// Bytes each linear memory of an instance may grow to.
     pub memory_limit: usize,
+    /// Where compiled components are cached across restarts; `None` compiles
+    /// every load.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -243,6 +246,7 @@ impl Default for PolicyConfig {
             plugin_dir: None,
             call_deadline: DEFAULT_CALL_DEADLINE,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            cache_dir: None,
         }
     }
 }
@@ -296,7 +300,7 @@ impl Policies {
     /// when that file exists. A file that fails to load is an error naming
     /// the file and why.
     pub fn load(config: &PolicyConfig) -> anyhow::Result<Policies> {
-        let engine = PolicyEngine::shared()?;
+        let engine = PolicyEngine::shared(config.cache_dir.as_deref())?;
         let limits = Limits::new(config.memory_limit, config.call_deadline);
         let dir = config.plugin_dir.as_deref();
         Ok(Policies {
@@ -367,6 +371,12 @@ impl Policies {
             }
         };
         run().map_err(Rejected)
+    }
+
+    /// (hits, misses) of the compile cache since the engine started, when
+    /// `cache_dir` was set.
+    pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
+        self.engine.cache_stats()
     }
 
     pub fn slot(&self, slot: Slot) -> SlotInfo {
