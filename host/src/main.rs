@@ -252,12 +252,20 @@ fn check(file: &std::path::Path, slot: Option<Slot>, config: &Config) -> anyhow:
     })?;
     let started = std::time::Instant::now();
     match policies.check(slot, &bytes) {
-        Ok(vectors) => {
+        Ok(report) => {
+            let us = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e6);
             println!(
-                "ok: {} is a valid {slot} plugin ({} bytes); {vectors} conformance vectors passed in {:.1} ms",
+                "ok: {} is a valid {slot} plugin ({} bytes, sha256 {}); {} conformance vectors passed in {:.1} ms\n\
+                 calls: {}, p50 {:.1} µs, p99 {:.1} µs; peak memory {} KiB",
                 file.display(),
                 bytes.len(),
-                started.elapsed().as_secs_f64() * 1e3
+                report.info.sha256,
+                report.vectors,
+                started.elapsed().as_secs_f64() * 1e3,
+                report.info.calls,
+                us(report.info.latency_p50),
+                us(report.info.latency_p99),
+                report.info.peak_memory / 1024,
             );
             Ok(())
         }

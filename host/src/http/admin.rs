@@ -240,5 +240,6 @@ fn slot_json(s: &SlotInfo) -> serde_json::Value {
         "failures": s.failures,
         "latency_p50_us": s.latency_p50.map(|d| d.as_secs_f64() * 1e6),
         "latency_p99_us": s.latency_p99.map(|d| d.as_secs_f64() * 1e6),
+        "peak_memory_bytes": s.peak_memory,
     })
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use parking_lot::Mutex;
-use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+};
 
 /// How often the epoch advances: the resolution of the call deadline.
 pub(super) const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -127,9 +129,10 @@ impl PolicyEngine {
                 // A clear trap instead of a guest that misreads a failed grow.
                 .trap_on_grow_failure(true)
                 .build(),
+            peak_memory: 0,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| state);
         store.set_epoch_deadline(limits.deadline_ticks);
         store
     }
@@ -144,10 +147,56 @@ impl Drop for PolicyEngine {
     }
 }
 
-/// What one store carries: only its resource limits. Plugins get no host
-/// state at all.
+/// What one store carries: only its resource limits (and the high-water
+/// mark of its memory, for operators). Plugins get no host state at all.
 pub(super) struct StoreState {
     limits: StoreLimits,
+    /// Largest linear memory this store was allowed to grow to, in bytes.
+    pub(super) peak_memory: usize,
+}
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// Per-store budget derived from [`PolicyConfig`](super::PolicyConfig).

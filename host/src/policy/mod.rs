@@ -270,6 +270,17 @@ pub struct SlotInfo {
     /// Call latency percentiles since loading (bucket upper bounds, within 25%).
     pub latency_p50: Option<Duration>,
     pub latency_p99: Option<Duration>,
+    /// Largest linear memory an instance of this component grew to.
+    pub peak_memory: usize,
+}
+
+/// What [`Policies::check`] found out about a component.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// Conformance vectors passed.
+    pub vectors: usize,
+    /// The candidate's calls while validating, with their latency and memory.
+    pub info: SlotInfo,
 }
 
 /// The three policy slots; `Send + Sync`, shared as `Arc<Policies>`.
@@ -354,23 +365,26 @@ impl Policies {
     }
 
     /// Validates `bytes` for `slot` exactly as [`install`](Self::install)
-    /// would, without installing; returns how many conformance vectors ran.
-    pub fn check(&self, slot: Slot, bytes: &[u8]) -> Result<usize, Rejected> {
-        let source = "check".to_owned();
-        let run = || -> anyhow::Result<usize> {
-            match slot {
-                Slot::Typing => {
-                    conformance::typing(&Loaded::load(&self.engine, self.limits, bytes, source)?)
-                }
-                Slot::Status => {
-                    conformance::status(&Loaded::load(&self.engine, self.limits, bytes, source)?)
-                }
-                Slot::Privacy => {
-                    conformance::privacy(&Loaded::load(&self.engine, self.limits, bytes, source)?)
-                }
-            }
-        };
-        run().map_err(Rejected)
+    /// would, without installing, and reports what the validation measured.
+    pub fn check(&self, slot: Slot, bytes: &[u8]) -> Result<CheckReport, Rejected> {
+        fn run<W: World>(
+            p: &Policies,
+            bytes: &[u8],
+            vectors: impl Fn(&Loaded<W>) -> anyhow::Result<usize>,
+        ) -> anyhow::Result<CheckReport> {
+            let loaded = Loaded::<W>::load(&p.engine, p.limits, bytes, "check".to_owned())?;
+            let vectors = vectors(&loaded)?;
+            Ok(CheckReport {
+                vectors,
+                info: loaded.info(),
+            })
+        }
+        match slot {
+            Slot::Typing => run::<TypingWorld>(self, bytes, conformance::typing),
+            Slot::Status => run::<StatusWorld>(self, bytes, conformance::status),
+            Slot::Privacy => run::<PrivacyWorld>(self, bytes, conformance::privacy),
+        }
+        .map_err(Rejected)
     }
 
     /// (hits, misses) of the compile cache since the engine started, when

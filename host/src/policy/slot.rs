@@ -86,6 +86,8 @@ pub(super) struct Loaded<W: World> {
     /// Failures since the last successful call; see [`AUTO_ROLLBACK_AFTER`].
     streak: AtomicU32,
     latency: Latency,
+    /// Largest linear memory any instance grew to, in bytes.
+    peak_memory: AtomicUsize,
 }
 
 impl<W: World> Loaded<W> {
@@ -137,6 +139,7 @@ impl<W: World> Loaded<W> {
         let pool: Box<[_]> = (0..size.clamp(1, MAX_POOL))
             .map(|_| Mutex::new(None))
             .collect();
+        let peak = store.data().peak_memory;
         // The validated instance serves the first calls.
         *pool[0].lock() = Some(Live { store, instance });
 
@@ -155,6 +158,7 @@ impl<W: World> Loaded<W> {
             failures: AtomicU64::new(0),
             streak: AtomicU32::new(0),
             latency: Latency::default(),
+            peak_memory: AtomicUsize::new(peak),
         })
     }
 
@@ -190,6 +194,8 @@ impl<W: World> Loaded<W> {
         let started = Instant::now();
         let result = call(&instance, &mut store);
         self.latency.record(started.elapsed());
+        self.peak_memory
+            .fetch_max(store.data().peak_memory, Ordering::Relaxed);
         match result {
             Ok(result) => {
                 *entry = Some(Live { store, instance });
@@ -241,6 +247,7 @@ impl<W: World> Loaded<W> {
             failures: self.failures.load(Ordering::Relaxed),
             latency_p50: self.latency.quantile(0.50),
             latency_p99: self.latency.quantile(0.99),
+            peak_memory: self.peak_memory.load(Ordering::Relaxed),
         }
     }
 
