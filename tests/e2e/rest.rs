@@ -154,3 +154,45 @@ async fn health_reports_ok_and_admin_lists_the_loaded_plugins() {
     assert_eq!(slots, ["typing", "status", "privacy"]);
     assert_eq!(plugins["data"][0]["sha256"].as_str().unwrap().len(), 64);
 }
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_are_exported_for_prometheus_behind_the_admin_key() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let scrape = || async {
+        let r = app
+            .http
+            .get(app.url("/metrics"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.unwrap()
+    };
+    let before = scrape().await;
+    let Pair {
+        conversation,
+        mut a,
+        mut b,
+        ..
+    } = app.pair().await;
+    a.send("typing_start", json!({"conversation_id": conversation}))
+        .await;
+    b.next_of("user_typing").await;
+    let after = scrape().await;
+    assert_eq!(metric(&after, "presence_connections "), 2.0);
+    let typed = "presence_events_in_total{type=\"typing_start\"} ";
+    assert!(metric(&after, typed) >= metric(&before, typed) + 1.0);
+    let delivered = "presence_deliveries_total{type=\"user_typing\"} ";
+    assert!(metric(&after, delivered) >= metric(&before, delivered) + 1.0);
+    assert!(metric(&after, "presence_typing_fanout_seconds_count ") >= 1.0);
+    assert!(after.contains("presence_plugin_calls_total{slot=\"typing\""));
+}

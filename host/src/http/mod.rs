@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ok};
+use crate::metrics::METRICS;
 use crate::policy::MAX_COMPONENT_BYTES;
 use crate::presence::Presence;
 
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.presence.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
         .route("/api/v1/users/status", get(users::batch_status))
         .route(
@@ -70,6 +72,20 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Prometheus text exposition; scraped with the admin key as bearer token.
+async fn metrics(State(state): State<AppState>, _: extract::Admin) -> impl IntoResponse {
+    let p = &state.presence;
+    let users = p.registry.users.len();
+    let body = METRICS.render(p.registry.session_count(), users, &p.policies);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
 }
 
 /// 200 while the database answers, 503 otherwise.

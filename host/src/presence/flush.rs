@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::metrics::METRICS;
 use crate::model::Status;
 use crate::store::Store;
 
@@ -52,9 +53,15 @@ impl WriteBehind {
         if batch.is_empty() {
             return true;
         }
-        match store.write_presence(&batch).await {
+        let started = std::time::Instant::now();
+        let written = store.write_presence(&batch).await;
+        METRICS.flush.observe(started.elapsed());
+        match written {
             Ok(()) => true,
             Err(e) => {
+                METRICS
+                    .flush_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, users = batch.len(), "last_seen write failed; will retry");
                 for (u, s, t) in batch {
                     self.record(u, s, t);

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::metrics::METRICS;
 use crate::model::Status;
 use crate::ws::protocol::Frame;
 
@@ -40,6 +41,7 @@ impl SessionHandle {
         match self.tx.try_send(Outbound::Frame(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     session = self.id,
                     "send queue full: dropping slow connection"
@@ -102,9 +104,14 @@ impl Registry {
         }
     }
 
-    /// Sends one frame to every session of `user`.
-    pub fn send(&self, user: &Uuid, frame: &Frame) {
-        self.for_each_session(user, |s| s.send(frame.clone()));
+    /// Sends one frame to every session of `user`; returns how many.
+    pub fn send(&self, user: &Uuid, frame: &Frame) -> u64 {
+        let mut sent = 0;
+        self.for_each_session(user, |s| {
+            s.send(frame.clone());
+            sent += 1;
+        });
+        sent
     }
 
     pub fn connected_users(&self) -> Vec<(Uuid, Status)> {

@@ -9,12 +9,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use std::sync::atomic::Ordering;
+
 use super::Presence;
 use super::directory::Profile;
 use super::registry::{SessionHandle, UserEntry};
 use super::timers::TimerKey;
 use super::view::status_object;
 use crate::auth;
+use crate::metrics::METRICS;
 use crate::model::Status;
 use crate::policy::{LastSeenView, WatcherScope};
 use crate::store;
@@ -284,6 +287,7 @@ impl Presence {
     /// Sends `user_status` to every connected watcher, each through the
     /// privacy policy; watchers who see the same thing share one payload.
     async fn announce(&self, subject: Uuid, change: Change) -> store::Result<()> {
+        let started = std::time::Instant::now();
         let Some(subject_profile) = self.directory.profile(subject).await? else {
             return Ok(());
         };
@@ -298,6 +302,7 @@ impl Presence {
         }
         let viewers = self.directory.profiles(&watchers).await?;
         let mut payloads: Vec<(StatusObject, Frame)> = Vec::new();
+        let mut delivered = 0;
         for w in &watchers {
             let Some(viewer) = viewers.get(w) else {
                 continue;
@@ -320,8 +325,12 @@ impl Presence {
                     f
                 }
             };
-            self.registry.send(w, &f);
+            delivered += self.registry.send(w, &f);
         }
+        METRICS
+            .status_deliveries
+            .fetch_add(delivered, Ordering::Relaxed);
+        METRICS.status_fanout.observe(started.elapsed());
         Ok(())
     }
 

@@ -10,9 +10,12 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use std::sync::atomic::Ordering;
+
 use super::Presence;
 use super::directory::{Ids, Profile};
 use super::timers::TimerKey;
+use crate::metrics::METRICS;
 use crate::policy::TypingStart;
 use crate::ws::protocol::{Frame, TypingSnapshot, UserTyping, frame};
 
@@ -283,6 +286,8 @@ fn broadcast(
     subject: &Typer,
     is_typing: bool,
 ) {
+    let started = std::time::Instant::now();
+    let mut delivered = 0;
     let mut payloads: Vec<(Option<Uuid>, Arc<str>, Frame)> = Vec::new();
     for member in conv.members.iter() {
         if *member == subject.user {
@@ -311,8 +316,13 @@ fn broadcast(
                 }
             };
             session.send(f);
+            delivered += 1;
         });
     }
+    METRICS
+        .typing_deliveries
+        .fetch_add(delivered, Ordering::Relaxed);
+    METRICS.typing_fanout.observe(started.elapsed());
 }
 
 fn typing_frame(

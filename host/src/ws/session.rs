@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::protocol::{ClientEvent, Frame, ManualStatus, error_frame, pong_frame};
 use crate::auth;
+use crate::metrics::METRICS;
 use crate::presence::Presence;
 use crate::presence::registry::{Outbound, SessionHandle};
 
@@ -165,15 +166,19 @@ impl Reader<'_> {
     async fn on_text(&mut self, text: &str) {
         match ClientEvent::parse(text) {
             Ok(event) => {
+                METRICS.event_in(event.kind());
                 if let Err((code, message)) = self.apply(&event).await {
                     self.send(error_frame(code, &message, Some(event.kind())));
                 }
             }
-            Err(bad) => self.send(error_frame(
-                "bad_request",
-                &bad.message,
-                bad.ref_type.as_deref(),
-            )),
+            Err(bad) => {
+                METRICS.event_in("invalid");
+                self.send(error_frame(
+                    "bad_request",
+                    &bad.message,
+                    bad.ref_type.as_deref(),
+                ))
+            }
         }
     }
 
