@@ -1,4 +1,4 @@
-//! Builds the test-only policy under `tests/plugins/` and the example
+//! Builds the test-only policies under `tests/plugins/` and the example
 //! policies under `plugins/examples/`, and exports their paths to the
 //! end-to-end tests, which swap them into a running server.
 
@@ -20,6 +20,14 @@ fn main() {
             component(
                 "presence-quick-status-policy",
                 "PRESENCE_TEST_QUICK_STATUS_WASM",
+            ),
+            component(
+                "presence-hostile-typing-policy",
+                "PRESENCE_TEST_HOSTILE_TYPING_WASM",
+            ),
+            component(
+                "presence-hostile-privacy-policy",
+                "PRESENCE_TEST_HOSTILE_PRIVACY_WASM",
             ),
             component(
                 "presence-example-telegram-privacy",

@@ -477,9 +477,12 @@ fn typing_start(
     typing: &Loaded<TypingWorld>,
     event: TypingStart,
 ) -> Result<TypingDecision, Trapped> {
-    typing.call("on-typing-start", |instance, store| {
+    const FUNCTION: &str = "on-typing-start";
+    let decision = typing.call(FUNCTION, |instance, store| {
         TypingWorld::on_typing_start(instance, store, event)
-    })
+    })?;
+    typing.accept(FUNCTION);
+    Ok(decision)
 }
 
 /// A summary, refused (and counted) when it is too long to be one.
@@ -496,6 +499,7 @@ fn format_typers(
         typing.reject(FUNCTION, &format!("a {}-byte summary", summary.len()));
         return Err(Trapped);
     }
+    typing.accept(FUNCTION);
     Ok(summary)
 }
 
@@ -514,6 +518,7 @@ fn privacy_view(privacy: &Loaded<PrivacyWorld>, request: &ViewRequest) -> Result
         );
         return Err(Trapped);
     }
+    privacy.accept(FUNCTION);
     Ok(view)
 }
 

@@ -83,8 +83,10 @@ pub(super) struct Loaded<W: World> {
     loaded_at: DateTime<Utc>,
     calls: AtomicU64,
     failures: AtomicU64,
-    /// Failures since the last successful call; see [`AUTO_ROLLBACK_AFTER`].
-    streak: AtomicU32,
+    /// Per exported function, failures since its last accepted answer; see
+    /// [`AUTO_ROLLBACK_AFTER`]. Per function, so a working `on-typing-start`
+    /// does not hide a `format-typers` that always fails.
+    streaks: [AtomicU32; STREAKS],
     latency: Latency,
     /// Largest linear memory any instance grew to, in bytes.
     peak_memory: AtomicUsize,
@@ -156,7 +158,7 @@ impl<W: World> Loaded<W> {
             loaded_at: Utc::now(),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            streak: AtomicU32::new(0),
+            streaks: [const { AtomicU32::new(0) }; STREAKS],
             latency: Latency::default(),
             peak_memory: AtomicUsize::new(peak),
         })
@@ -199,7 +201,6 @@ impl<W: World> Loaded<W> {
         match result {
             Ok(result) => {
                 *entry = Some(Live { store, instance });
-                self.streak.store(0, Ordering::Relaxed);
                 Ok(result)
             }
             Err(error) => Err(self.failed(function, &error)),
@@ -207,13 +208,18 @@ impl<W: World> Loaded<W> {
     }
 
     /// Counts and logs a call whose answer was unusable though it returned.
+    /// The caller found the answer of `function` usable: its streak ends.
+    pub(super) fn accept(&self, function: &'static str) {
+        self.streaks[streak_index(function)].store(0, Ordering::Relaxed);
+    }
+
     pub(super) fn reject(&self, function: &'static str, reason: &str) {
         let Trapped = self.failed(function, &format_args!("unusable answer: {reason}"));
     }
 
     fn failed(&self, function: &'static str, error: &dyn std::fmt::Display) -> Trapped {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.streak.fetch_add(1, Ordering::Relaxed);
+        self.streaks[streak_index(function)].fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             slot = W::SLOT.as_str(),
             sha256 = %self.sha256,
@@ -253,8 +259,21 @@ impl<W: World> Loaded<W> {
 
     /// Too many failures in a row to keep serving.
     fn failing(&self) -> bool {
-        self.streak.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER
+        self.streaks
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER)
     }
+}
+
+/// Functions a world exports that are called per event; others share a slot.
+const STREAK_FUNCTIONS: [&str; 3] = ["on-typing-start", "format-typers", "view"];
+const STREAKS: usize = STREAK_FUNCTIONS.len() + 1;
+
+fn streak_index(function: &str) -> usize {
+    STREAK_FUNCTIONS
+        .iter()
+        .position(|f| *f == function)
+        .unwrap_or(STREAK_FUNCTIONS.len())
 }
 
 /// Call durations in log-linear buckets (4 per power of two of nanoseconds),
