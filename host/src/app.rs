@@ -51,7 +51,11 @@ impl Application {
             plugin_dir: config.plugin_dir.clone(),
             call_deadline: config.plugin_call_deadline(),
             memory_limit: config.limits.plugin_memory_bytes,
-            cache_dir: Some(config.data_dir.join(PLUGIN_CACHE_DIR)),
+            // The compile cache needs an absolute path; the data dir may be relative.
+            cache_dir: Some(
+                std::path::absolute(config.data_dir.join(PLUGIN_CACHE_DIR))
+                    .context("resolving the data directory")?,
+            ),
         })
         .context("loading policy plugins")?;
         let (presence, tasks) = Presence::start(store, Arc::new(policies), config.limits.clone());

@@ -23,5 +23,6 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod presence;
+pub mod scaffold;
 pub mod store;
 pub mod ws;

@@ -9,6 +9,7 @@ use presence::app::Application;
 use presence::auth::Auth;
 use presence::config::Config;
 use presence::policy::{Policies, PolicyConfig, Slot};
+use presence::scaffold;
 use presence::store::Store;
 use uuid::Uuid;
 
@@ -51,13 +52,27 @@ enum Command {
     },
     /// Print the admin key in use (generated on first start when none is configured).
     AdminKey,
-    /// Check, install, list and roll back policy plugins.
+    /// Scaffold, check, install, list and roll back policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Scaffold a plugin crate for a slot in <dir>/<name>, ready to build.
+    New {
+        /// typing, status or privacy.
+        slot: Slot,
+        /// The crate's name and directory: lowercase letters, digits and '-'.
+        name: String,
+        /// Where to create the crate directory; by default the current directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin SDK crate (plugins/sdk of a presence checkout); by default
+        /// the one this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Validate a component for a slot exactly as the server would, without a server.
     Check {
         file: PathBuf,
@@ -177,6 +192,12 @@ fn admin_key(config: &Config) -> anyhow::Result<String> {
 async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
     let (server, method, path, body) = match command {
         PluginCommand::Check { file, slot } => return check(&file, slot, config),
+        PluginCommand::New {
+            slot,
+            name,
+            dir,
+            sdk,
+        } => return new_plugin(slot, &name, dir.as_deref(), sdk.as_deref()),
         PluginCommand::Install { slot, file, server } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -230,6 +251,23 @@ async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&body["data"])?);
+    Ok(())
+}
+
+/// Writes a plugin crate and says what to run next.
+fn new_plugin(
+    slot: Slot,
+    name: &str,
+    dir: Option<&std::path::Path>,
+    sdk: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    scaffold::validate_name(name)?;
+    let sdk = match sdk {
+        Some(path) => scaffold::resolve_sdk(path)?,
+        None => scaffold::default_sdk()?,
+    };
+    let created = scaffold::create(slot, name, dir.unwrap_or(std::path::Path::new("")), &sdk)?;
+    print!("{}", created.report());
     Ok(())
 }
 

@@ -15,7 +15,8 @@ fn presence(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_clear()
-        .env("PRESENCE_DATA_DIR", dir.join("data"))
+        // No data dir: the default (relative to the working directory), as
+        // on a fresh machine.
         .env(
             "PRESENCE_DATABASE_URL",
             format!("sqlite://{}", dir.join("p.db").display()),
@@ -56,7 +57,7 @@ async fn sigterm_closes_connections_flushes_last_seen_and_exits_zero() {
     assert!(token.status.success());
     let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT");
-    let secret = dir.path().join("data/jwt_secret");
+    let secret = dir.path().join("presence-data/jwt_secret");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -163,4 +164,102 @@ fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
         said.contains("refused") && said.contains("privacy-policy"),
         "{said}"
     );
+}
+
+/// The workspace root; scaffolded crates build into its `target/scaffold-test`.
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Variables of the outer `cargo test` that must not reach a nested cargo:
+/// flags, wrappers, target and target directory, and the outer jobserver.
+const SCRUBBED_ENV: [&str; 9] = [
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+];
+
+#[test]
+fn plugin_new_scaffolds_a_crate_that_builds_and_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = |name: &str| {
+        presence(dir.path())
+            .args(["plugin", "new", "typing", name, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = new("my-typing");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "cargo build --release --target wasm32-wasip2",
+        "presence plugin check target/wasm32-wasip2/release/my_typing.wasm --slot typing",
+        "presence plugin install typing target/wasm32-wasip2/release/my_typing.wasm",
+    ] {
+        assert!(said.contains(step), "{step:?} missing from:\n{said}");
+    }
+    let krate = dir.path().join("my-typing");
+    for file in [
+        "Cargo.toml",
+        "rust-toolchain.toml",
+        "README.md",
+        "src/lib.rs",
+    ] {
+        assert!(krate.join(file).is_file(), "{file} not written");
+    }
+
+    let again = new("my-typing");
+    assert!(!again.status.success(), "a non-empty directory is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let bad = new("My_Typing");
+    assert!(!bad.status.success(), "an invalid name is refused");
+    assert!(!dir.path().join("My_Typing").exists());
+
+    // The workspace's lock file pins the same dependency versions, so the
+    // build needs no registry look-up and reuses the shared target directory.
+    let workspace = Path::new(WORKSPACE);
+    std::fs::copy(workspace.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let target_dir = workspace.join("target/scaffold-test");
+    let wasm = target_dir.join("wasm32-wasip2/release/my_typing.wasm");
+    let _ = std::fs::remove_file(&wasm);
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build
+        .current_dir(&krate)
+        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for var in SCRUBBED_ENV {
+        build.env_remove(var);
+    }
+    build
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    let out = build.output().unwrap();
+    assert!(
+        out.status.success(),
+        "the scaffolded crate does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wasm.is_file(), "{} not built", wasm.display());
+
+    let out = presence(dir.path())
+        .args(["plugin", "check"])
+        .arg(&wasm)
+        .args(["--slot", "typing"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("valid typing plugin"), "{said}");
 }
