@@ -63,3 +63,17 @@ async fn co_members_are_watchers_when_the_status_policy_says_so() {
         (json!(ann), json!("online"))
     );
 }
+
+#[tokio::test]
+async fn a_user_who_reconnected_within_the_grace_period_still_goes_away_when_idle() {
+    let app = spawn_quick_app().await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    app.contacts(bob, &[ann]).await;
+    let mut b = app.connect(bob).await;
+    let a = app.connect(ann).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    a.close().await;
+    let _back = app.connect(ann).await; // within the 0.5 s grace: no flap
+    let next = b.next_of("user_status").await;
+    assert_eq!(next["status"], "away", "idle after the reconnect: {next}");
+}

@@ -60,6 +60,8 @@ impl Presence {
             entry.sessions.push(handle);
             if returning {
                 self.timers.cancel(TimerKey::Grace(user.id));
+                // The idle clock was stopped with the last connection.
+                self.schedule_idle_check(user.id, entry.last_activity);
             }
             first
         };
