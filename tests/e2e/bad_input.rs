@@ -72,10 +72,15 @@ async fn a_forged_user_id_is_forbidden_and_a_non_member_is_refused() {
     )
     .await;
     assert_eq!(c.next_of("error").await["code"], "forbidden");
-    c.send("typing_start", json!({"conversation_id": Uuid::new_v4()}))
+    let made_up = Uuid::new_v4();
+    c.send("typing_start", json!({"conversation_id": made_up}))
         .await;
     assert_eq!(c.next_of("error").await["code"], "not_member");
     assert!(c.drain().await.is_empty());
+    assert!(
+        app.presence.directory.cached_members(&made_up).is_none(),
+        "a made-up conversation leaves nothing behind in memory"
+    );
 }
 
 #[tokio::test]

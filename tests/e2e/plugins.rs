@@ -119,8 +119,10 @@ async fn no_typing_event_is_lost_or_duplicated_across_twenty_swaps() {
                     .bearer_auth(ADMIN_KEY)
                     .body(Slot::Typing.builtin_component())
                     .send()
-                    .await;
-                assert_eq!(r.unwrap().status(), StatusCode::OK);
+                    .await
+                    .unwrap();
+                let status = r.status();
+                assert_eq!(status, StatusCode::OK, "{}", r.text().await.unwrap());
             }
         })
     };

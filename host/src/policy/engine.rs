@@ -208,7 +208,18 @@ pub(super) struct Limits {
     pub(super) deadline_ticks: u64,
 }
 
+/// CPU deadline while a component is validated. The deadline is wall-clock
+/// (epoch ticks), so on a busy host a descheduled call could overrun 10 ms
+/// and a good component be refused; validation checks behaviour, and the
+/// per-call deadline applies once it serves.
+pub(super) const VALIDATION_DEADLINE: Duration = Duration::from_secs(1);
+
 impl Limits {
+    /// The same memory cap with [`VALIDATION_DEADLINE`].
+    pub(super) fn validating(self) -> Limits {
+        Limits::new(self.memory, VALIDATION_DEADLINE)
+    }
+
     pub(super) fn new(memory: usize, call_deadline: Duration) -> Limits {
         // The current tick is already partly over when a call starts, so one
         // more tick keeps the deadline a lower bound.

@@ -22,7 +22,7 @@ mod slot;
 pub mod watch;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -313,14 +313,35 @@ impl Policies {
     pub fn load(config: &PolicyConfig) -> anyhow::Result<Policies> {
         let engine = PolicyEngine::shared(config.cache_dir.as_deref())?;
         let limits = Limits::new(config.memory_limit, config.call_deadline);
-        let dir = config.plugin_dir.as_deref();
-        Ok(Policies {
-            typing: SlotCell::new(load_slot(&engine, limits, dir)?),
-            status: SlotCell::new(load_slot(&engine, limits, dir)?),
-            privacy: SlotCell::new(load_slot(&engine, limits, dir)?),
+        let policies = Policies {
+            typing: SlotCell::new(builtin(&engine, limits)?),
+            status: SlotCell::new(builtin(&engine, limits)?),
+            privacy: SlotCell::new(builtin(&engine, limits)?),
             engine,
             limits,
-        })
+        };
+        // Files go through the same validation as an upload, and the
+        // built-in stays behind them for rollback.
+        for slot in Slot::ALL {
+            let Some(path) = config.plugin_dir.as_ref().map(|d| d.join(slot.file_name())) else {
+                break;
+            };
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    policies
+                        .install(slot, &bytes, path.display().to_string())
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot load {} into the {slot} slot: {e}",
+                                path.display()
+                            )
+                        })?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+        }
+        Ok(policies)
     }
 
     /// Validates `bytes` for `slot` (size, world, instantiation under the
@@ -332,19 +353,19 @@ impl Policies {
         let load = || -> anyhow::Result<SlotInfo> {
             Ok(match slot {
                 Slot::Typing => {
-                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    let l = Loaded::load(&self.engine, self.limits.validating(), bytes, source)?;
                     conformance::typing(&l)?;
-                    self.typing.replace(l)
+                    self.typing.replace(l.serving(self.limits))
                 }
                 Slot::Status => {
-                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    let l = Loaded::load(&self.engine, self.limits.validating(), bytes, source)?;
                     conformance::status(&l)?;
-                    self.status.replace(l)
+                    self.status.replace(l.serving(self.limits))
                 }
                 Slot::Privacy => {
-                    let l = Loaded::load(&self.engine, self.limits, bytes, source)?;
+                    let l = Loaded::load(&self.engine, self.limits.validating(), bytes, source)?;
                     conformance::privacy(&l)?;
-                    self.privacy.replace(l)
+                    self.privacy.replace(l.serving(self.limits))
                 }
             })
         };
@@ -372,7 +393,8 @@ impl Policies {
             bytes: &[u8],
             vectors: impl Fn(&Loaded<W>) -> anyhow::Result<usize>,
         ) -> anyhow::Result<CheckReport> {
-            let loaded = Loaded::<W>::load(&p.engine, p.limits, bytes, "check".to_owned())?;
+            let loaded =
+                Loaded::<W>::load(&p.engine, p.limits.validating(), bytes, "check".to_owned())?;
             let vectors = vectors(&loaded)?;
             Ok(CheckReport {
                 vectors,
@@ -522,32 +544,15 @@ fn privacy_view(privacy: &Loaded<PrivacyWorld>, request: &ViewRequest) -> Result
     Ok(view)
 }
 
-/// The slot's file in `dir` if there is one, else its built-in component.
-fn load_slot<W: World>(
-    engine: &Arc<PolicyEngine>,
-    limits: Limits,
-    dir: Option<&Path>,
-) -> anyhow::Result<Loaded<W>> {
+/// The built-in component of `W`'s slot.
+fn builtin<W: World>(engine: &Arc<PolicyEngine>, limits: Limits) -> anyhow::Result<Loaded<W>> {
     let slot = W::SLOT;
-    if let Some(path) = dir.map(|dir| dir.join(slot.file_name())) {
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let source = path.display().to_string();
-                return Loaded::load(engine, limits, &bytes, source).with_context(|| {
-                    format!("cannot load {} into the {slot} slot", path.display())
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", path.display()));
-            }
-        }
-    }
     Loaded::load(
         engine,
-        limits,
+        limits.validating(),
         slot.builtin_component(),
         BUILTIN_SOURCE.to_owned(),
     )
+    .map(|l| l.serving(limits))
     .with_context(|| format!("the built-in {slot} policy does not load"))
 }

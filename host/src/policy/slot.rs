@@ -164,6 +164,13 @@ impl<W: World> Loaded<W> {
         })
     }
 
+    /// The component validated under [`Limits::validating`] now serves
+    /// under `limits`.
+    pub(super) fn serving(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub(super) fn cached(&self) -> W::Cached {
         self.cached
     }

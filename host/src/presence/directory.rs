@@ -222,6 +222,11 @@ impl Directory {
         }
     }
 
+    /// The member set as cached now, if it is.
+    pub fn cached_members(&self, conversation: &Uuid) -> Option<Ids> {
+        self.members.get(conversation)
+    }
+
     pub async fn members(&self, conversation: Uuid) -> store::Result<Ids> {
         self.members
             .get_or_load(conversation, self.store.members(conversation))

@@ -90,9 +90,22 @@ fn evaluate(t: &mut Typer, now: Instant) -> Outcome {
 
 impl Typing {
     /// `typing_start` from a member. Renewals extend the lease silently.
-    pub fn start(&self, p: &Presence, conversation: Uuid, profile: Arc<Profile>, members: Ids) {
+    /// Returns false (and changes nothing) if `profile` is no longer a member.
+    pub fn start(
+        &self,
+        p: &Presence,
+        conversation: Uuid,
+        profile: Arc<Profile>,
+        members: Ids,
+    ) -> bool {
         let now = Instant::now();
         let user = profile.id;
+        // `members` was loaded before the caller awaited; the admin API may
+        // have removed this user since, and the cache then knows better.
+        let members = p.directory.cached_members(&conversation).unwrap_or(members);
+        if members.binary_search(&user).is_err() {
+            return false;
+        }
         let mut conv = self
             .conversations
             .entry(conversation)
@@ -138,6 +151,7 @@ impl Typing {
             t.quiet = !decision.broadcast;
         }
         self.settle(p, conversation, &mut conv, idx, now);
+        true
     }
 
     /// `typing_stop`, a lapsed connection, or a sent message.

@@ -196,16 +196,29 @@ impl Reader<'_> {
                 if user_id.is_some_and(|u| u != self.user) {
                     return Err(("forbidden", "user_id must be your own".to_owned()));
                 }
+                let not_member = || {
+                    (
+                        "not_member",
+                        "you are not a member of this conversation".to_owned(),
+                    )
+                };
+                // Checked against the sender's own conversations first, so
+                // made-up ids cost no member lookup and leave nothing cached.
+                let mine = p
+                    .directory
+                    .conversations_of(self.user)
+                    .await
+                    .map_err(internal)?;
+                if mine.binary_search(&conversation_id).is_err() {
+                    return Err(not_member());
+                }
                 let members = p
                     .directory
                     .members(conversation_id)
                     .await
                     .map_err(internal)?;
                 if members.binary_search(&self.user).is_err() {
-                    return Err((
-                        "not_member",
-                        "you are not a member of this conversation".to_owned(),
-                    ));
+                    return Err(not_member());
                 }
                 if matches!(event, ClientEvent::TypingStart { .. }) {
                     let profile = p
@@ -214,7 +227,9 @@ impl Reader<'_> {
                         .await
                         .map_err(internal)?
                         .ok_or_else(|| internal("profile vanished"))?;
-                    p.typing.start(p, conversation_id, profile, members);
+                    if !p.typing.start(p, conversation_id, profile, members) {
+                        return Err(not_member());
+                    }
                 } else {
                     p.typing.stop(p, conversation_id, self.user);
                 }
