@@ -18,6 +18,8 @@ pub enum ApiError {
     TooManyIds(usize),
     #[error("not found")]
     NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("service unavailable")]
     Unavailable,
     /// A plugin component was refused; the message says why.
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
             ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PluginRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_rejected"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

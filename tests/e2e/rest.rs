@@ -196,3 +196,34 @@ async fn metrics_are_exported_for_prometheus_behind_the_admin_key() {
     assert!(metric(&after, "presence_typing_fanout_seconds_count ") >= 1.0);
     assert!(after.contains("presence_plugin_calls_total{slot=\"typing\""));
 }
+
+#[tokio::test]
+async fn my_own_status_wrong_methods_and_undecodable_paths_answer_with_the_envelope() {
+    let app = spawn_app().await;
+    let me = app.user("Me").await;
+    let _online = app.connect(me).await;
+    let (status, body) = app.get_as(me, "/api/v1/users/me/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            body["data"]["user_id"].clone(),
+            body["data"]["status"].clone()
+        ),
+        (json!(me), json!("online"))
+    );
+
+    let (status, body) = app.get_as(me, "/api/v1/users/%FF/status").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "bad_request");
+
+    let r = app
+        .http
+        .delete(app.url("/api/v1/users/me/privacy"))
+        .bearer_auth(token_for(me, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}

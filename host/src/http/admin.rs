@@ -3,13 +3,13 @@
 //! invalidates the caches, then applies its live effect (typing stops).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{Admin, Body, parse_uuid};
+use super::extract::{Admin, Body, Path, parse_uuid};
 use crate::error::{ApiError, ok};
 use crate::policy::{Slot, SlotInfo, UPLOAD_SOURCE};
 

@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/users/me/privacy",
             get(users::get_privacy).put(users::put_privacy),
         )
-        .route("/api/v1/users/me/status", put(users::put_status))
+        .route(
+            "/api/v1/users/me/status",
+            get(users::my_status).put(users::put_status),
+        )
         .route("/api/v1/users/{id}/status", get(users::status))
         .route("/api/v1/admin/users/{id}", put(admin::put_user))
         .route(
@@ -70,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::rollback_plugin),
         )
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

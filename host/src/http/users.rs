@@ -1,30 +1,37 @@
 //! The user REST API (SPEC §5): status of one or many users as the caller
 //! may see them, the caller's privacy settings, and manual away.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Json;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{Body, CurrentUser, parse_uuid};
+use super::extract::{Body, CurrentUser, Path, parse_uuid};
 use crate::error::{ApiError, ok};
 use crate::model::{PrivacySettings, Visibility};
 use crate::ws::protocol::ManualStatus;
 
 type Reply = Result<Json<serde_json::Value>, ApiError>;
 
-/// `GET /api/v1/users/{id}/status` (`me` is the caller).
+/// `GET /api/v1/users/{id}/status`.
 pub async fn status(
     State(state): State<AppState>,
     CurrentUser(me): CurrentUser,
     Path(id): Path<String>,
 ) -> Reply {
-    let id = if id == "me" { me.id } else { parse_uuid(&id)? };
+    let id = parse_uuid(&id)?;
     let d = &state.presence.directory;
     let viewer = d.ensure_profile(&me).await?;
     let subject = d.profile(id).await?.ok_or(ApiError::UserNotFound)?;
     Ok(ok(state.presence.status_object(&viewer, &subject).await?))
+}
+
+/// `GET /api/v1/users/me/status`: the caller's own, as others would be
+/// told it but with last seen always visible.
+pub async fn my_status(State(state): State<AppState>, CurrentUser(me): CurrentUser) -> Reply {
+    let me = state.presence.directory.ensure_profile(&me).await?;
+    Ok(ok(state.presence.status_object(&me, &me).await?))
 }
 
 /// `GET /api/v1/users/status?user_ids=a,b,c`: request order, unknown ids
