@@ -20,6 +20,8 @@ use crate::presence::registry::{Outbound, SessionHandle};
 
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a closed session's writer may take to drain before it is cut.
+const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -50,13 +52,13 @@ pub async fn run(
         locale,
         kill: kill.clone(),
     };
-    match presence.connect(&user, handle).await {
+    match presence.connect(&user, handle.clone()).await {
         Ok((_, ready)) => {
             let _ = ready_tx.send(ready);
             let mut reader = Reader {
                 presence: &presence,
                 user: user.id,
-                tx: &tx,
+                out: &handle,
                 bucket: TokenBucket::new(limits.frames_per_sec, limits.frame_burst),
                 flood: None,
                 flood_close_after: limits.flood_close_after,
@@ -71,13 +73,25 @@ pub async fn run(
     presence.disconnect(user.id, id);
     drop(tx);
     // The writer ends once the queue is drained or the connection is killed.
-    let _ = writer.await;
+    drop(handle);
+    // The writer drains what is queued and closes; a peer that stopped
+    // reading (zero window) must not keep it, its socket and queue alive.
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_DRAIN_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        kill.cancel();
+        let _ = writer.await;
+    }
 }
 
 struct Reader<'a> {
     presence: &'a Arc<Presence>,
     user: uuid::Uuid,
-    tx: &'a mpsc::Sender<Outbound>,
+    /// Replies go through the session's own handle: a full queue drops the
+    /// connection, as for any other frame.
+    out: &'a SessionHandle,
     bucket: TokenBucket,
     /// Frames refused since this flood began.
     flood: Option<u32>,
@@ -248,14 +262,13 @@ impl Reader<'_> {
     }
 
     fn send(&self, frame: Frame) {
-        // A full queue means the client does not read: it is dropped.
-        if self.tx.try_send(Outbound::Frame(frame)).is_err() {
-            tracing::debug!(user = %self.user, "reply dropped: send queue full");
-        }
+        self.out.send(frame);
     }
 
     fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.tx.try_send(Outbound::Close(code, reason));
+        if self.out.tx.try_send(Outbound::Close(code, reason)).is_err() {
+            self.out.kill.cancel();
+        }
     }
 }
 
@@ -356,7 +369,7 @@ async fn write_loop(
             }
         };
         let Some(item) = item else {
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
             return;
         };
         let written = tokio::select! {
