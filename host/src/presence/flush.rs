@@ -10,9 +10,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::directory::Directory;
 use crate::metrics::METRICS;
 use crate::model::Status;
-use crate::store::Store;
 
 /// Attempts of the final flush on shutdown before giving up loudly.
 pub const SHUTDOWN_FLUSH_ATTEMPTS: u32 = 5;
@@ -44,8 +44,11 @@ impl WriteBehind {
         self.pending.lock().len()
     }
 
-    /// Writes everything pending in one transaction; on failure it stays pending.
-    pub async fn flush(&self, store: &Store) -> bool {
+    /// Writes everything pending in one transaction; on failure it stays
+    /// pending. What was written also moves the cached profiles forward, so a
+    /// profile cached from the store before this write is not stale after it.
+    pub async fn flush(&self, directory: &Directory) -> bool {
+        let store = directory.store();
         let batch: Vec<(Uuid, Status, DateTime<Utc>)> = {
             let mut pending = self.pending.lock();
             pending.drain().map(|(u, (s, t))| (u, s, t)).collect()
@@ -57,7 +60,12 @@ impl WriteBehind {
         let written = store.write_presence(&batch).await;
         METRICS.flush.observe(started.elapsed());
         match written {
-            Ok(()) => true,
+            Ok(()) => {
+                for (u, _, t) in &batch {
+                    directory.set_last_seen(u, *t);
+                }
+                true
+            }
             Err(e) => {
                 METRICS
                     .flush_failures

@@ -102,7 +102,7 @@ impl PresenceTasks {
         presence.tasks.wait().await;
         presence.record_everyone_offline();
         for attempt in 1..=flush::SHUTDOWN_FLUSH_ATTEMPTS {
-            if presence.write_behind.flush(presence.store()).await {
+            if presence.write_behind.flush(&presence.directory).await {
                 return;
             }
             tracing::warn!(attempt, "final last_seen flush failed");

@@ -388,7 +388,7 @@ pub(super) async fn run_flusher(presence: Weak<Presence>, stop: CancellationToke
                 p.write_behind.record(user, status, now);
             }
         }
-        if !p.write_behind.flush(p.store()).await {
+        if !p.write_behind.flush(&p.directory).await {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(super::flush::RETRY_DELAY) => {}
