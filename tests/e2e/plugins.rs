@@ -197,7 +197,8 @@ async fn the_telegram_privacy_example_turns_exact_times_into_buckets_without_a_r
     let mut b = app.connect(bob).await;
     let (_, exact) = app.get_as(bob, &path).await;
     if exact["data"]["status"] != "offline" {
-        assert_eq!(b.next_of("user_status").await["status"], "offline");
+        // Her earlier "online" may reach Bob first, in order.
+        while b.next_of("user_status").await["status"] != "offline" {}
     }
     let (_, exact) = app.get_as(bob, &path).await;
     assert!(exact["data"]["last_seen"].is_string());

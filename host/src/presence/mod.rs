@@ -34,6 +34,10 @@ pub struct Presence {
     pub typing: Typing,
     pub timers: Timers,
     pub(crate) write_behind: WriteBehind,
+    /// Source of [`status::Change`] sequence numbers.
+    pub(crate) status_seq: std::sync::atomic::AtomicU64,
+    /// Per user, the sequence number of the last status change delivered.
+    pub(crate) announced: dashmap::DashMap<uuid::Uuid, u64>,
     /// Status fan-outs that wait on the store run here; shutdown waits for them.
     pub(crate) tasks: TaskTracker,
     pub limits: Limits,
@@ -60,6 +64,8 @@ impl Presence {
             typing: Typing::default(),
             timers,
             write_behind: WriteBehind::default(),
+            status_seq: Default::default(),
+            announced: Default::default(),
             tasks: TaskTracker::new(),
             limits,
         });

@@ -26,6 +26,9 @@ use crate::ws::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, fr
 /// A change every watcher should hear about.
 #[derive(Debug, Clone, Copy)]
 struct Change {
+    /// Taken while the user's registry entry is locked, so it orders the
+    /// changes of one user; an older change never overtakes a newer one.
+    seq: u64,
     status: Status,
     at: DateTime<Utc>,
     /// For away: the last activity; for offline: the last disconnect.
@@ -63,13 +66,14 @@ impl Presence {
                 // The idle clock was stopped with the last connection.
                 self.schedule_idle_check(user.id, entry.last_activity);
             }
-            first
+            first.then(|| self.next_status_seq())
         };
-        if first {
+        if let Some(seq) = first {
             self.schedule_idle_check(user.id, now);
             self.spawn_announce(
                 user.id,
                 Change {
+                    seq,
                     status: Status::Online,
                     at: now_at,
                     last_seen: None,
@@ -168,8 +172,13 @@ impl Presence {
     }
 
     pub(super) fn grace_expired(self: &Arc<Self>, user: Uuid) {
+        let mut seq = 0;
         let removed = self.registry.users.remove_if(&user, |_, e| {
-            e.sessions.is_empty() && e.disconnected_at.is_some()
+            let gone = e.sessions.is_empty() && e.disconnected_at.is_some();
+            if gone {
+                seq = self.next_status_seq();
+            }
+            gone
         });
         let Some((_, entry)) = removed else { return };
         let at = entry.disconnected_at.expect("checked above");
@@ -179,6 +188,7 @@ impl Presence {
         self.spawn_announce(
             user,
             Change {
+                seq,
                 status: Status::Offline,
                 at,
                 last_seen: Some(at),
@@ -190,29 +200,29 @@ impl Presence {
     pub fn activity(self: &Arc<Self>, user: Uuid) {
         let now = Instant::now();
         let now_at = Utc::now();
-        let back = {
+        let seq = {
             let Some(mut e) = self.registry.users.get_mut(&user) else {
                 return;
             };
             e.last_activity = now;
             e.last_activity_at = now_at;
             let back = e.status == Status::Away && !e.sessions.is_empty();
-            if back {
-                e.status = Status::Online;
+            if !back {
+                return;
             }
-            back
+            e.status = Status::Online;
+            self.next_status_seq()
         };
-        if back {
-            self.schedule_idle_check(user, now);
-            self.spawn_announce(
-                user,
-                Change {
-                    status: Status::Online,
-                    at: now_at,
-                    last_seen: None,
-                },
-            );
-        }
+        self.schedule_idle_check(user, now);
+        self.spawn_announce(
+            user,
+            Change {
+                seq,
+                status: Status::Online,
+                at: now_at,
+                last_seen: None,
+            },
+        );
     }
 
     /// Activity reported by the chat backend for a user who may be offline:
@@ -238,6 +248,7 @@ impl Presence {
             }
             e.status = Status::Away;
             Change {
+                seq: self.next_status_seq(),
                 status: Status::Away,
                 at: Utc::now(),
                 last_seen: Some(e.last_activity_at),
@@ -269,12 +280,18 @@ impl Presence {
             }
             e.status = Status::Away;
             Change {
+                seq: self.next_status_seq(),
                 status: Status::Away,
                 at: Utc::now(),
                 last_seen: Some(e.last_activity_at),
             }
         };
         self.spawn_announce(user, change);
+    }
+
+    /// Orders status changes across users and tasks (see [`Change::seq`]).
+    fn next_status_seq(&self) -> u64 {
+        self.status_seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
@@ -304,7 +321,7 @@ impl Presence {
         }
         let viewers = self.directory.profiles(&watchers).await?;
         let mut payloads: Vec<(StatusObject, Frame)> = Vec::new();
-        let mut delivered = 0;
+        let mut deliveries: Vec<(Uuid, Frame)> = Vec::with_capacity(watchers.len());
         for w in &watchers {
             let Some(viewer) = viewers.get(w) else {
                 continue;
@@ -327,7 +344,20 @@ impl Presence {
                     f
                 }
             };
-            delivered += self.registry.send(w, &f);
+            deliveries.push((*w, f));
+        }
+        // Deliver in order: a change older than one already delivered for
+        // this user is dropped rather than shown after it.
+        let mut delivered = 0;
+        {
+            let mut last = self.announced.entry(subject).or_insert(0);
+            if *last > change.seq {
+                return Ok(());
+            }
+            *last = change.seq;
+            for (w, f) in &deliveries {
+                delivered += self.registry.send(w, f);
+            }
         }
         METRICS
             .status_deliveries
