@@ -22,22 +22,9 @@ const FALLBACK_TEXT: &str = "Ann is typing…";
 /// What the hostile typing policy answers for a well-behaved locale.
 const PLUGIN_TEXT: &str = "Ann is typing… [hostile-typing]";
 
-async fn upload(app: &TestApp, slot: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let resp = app
-        .http
-        .put(app.url(&format!("/api/v1/admin/plugins/{slot}")))
-        .bearer_auth(ADMIN_KEY)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
-}
-
 /// Installs the component at `path` into `slot`; returns its sha256.
 async fn install(app: &TestApp, slot: &str, path: &str) -> Value {
-    let (status, body) = upload(app, slot, std::fs::read(path).unwrap()).await;
+    let (status, body) = app.upload_plugin(slot, std::fs::read(path).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "installs: {body}");
     body["data"]["sha256"].clone()
 }

@@ -7,19 +7,6 @@ use presence_e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn upload(app: &TestApp, slot: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let resp = app
-        .http
-        .put(app.url(&format!("/api/v1/admin/plugins/{slot}")))
-        .bearer_auth(ADMIN_KEY)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
-}
-
 fn quick_status() -> Vec<u8> {
     std::fs::read(env!("PRESENCE_TEST_QUICK_STATUS_WASM")).unwrap()
 }
@@ -39,7 +26,7 @@ async fn slot(app: &TestApp, name: &str) -> Value {
 async fn an_uploaded_plugin_serves_at_once_and_rollback_restores_the_old_one() {
     let app = spawn_app().await;
     let builtin = slot(&app, "status").await;
-    let (status, body) = upload(&app, "status", quick_status()).await;
+    let (status, body) = app.upload_plugin("status", quick_status()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["source"], "upload");
     assert_ne!(body["data"]["sha256"], builtin["sha256"]);
@@ -67,7 +54,7 @@ async fn an_uploaded_plugin_serves_at_once_and_rollback_restores_the_old_one() {
 async fn a_refused_plugin_says_why_and_the_old_one_keeps_serving() {
     let app = spawn_app().await;
     let before = slot(&app, "typing").await;
-    let (status, body) = upload(&app, "typing", quick_status()).await;
+    let (status, body) = app.upload_plugin("typing", quick_status()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "plugin_rejected");
     let msg = body["error"]["message"].as_str().unwrap();
@@ -76,7 +63,7 @@ async fn a_refused_plugin_says_why_and_the_old_one_keeps_serving() {
         "names the world it should implement: {msg}"
     );
 
-    let (status, body) = upload(&app, "typing", b"\0asm garbage".to_vec()).await;
+    let (status, body) = app.upload_plugin("typing", b"\0asm garbage".to_vec()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         body["error"]["message"]
@@ -84,7 +71,7 @@ async fn a_refused_plugin_says_why_and_the_old_one_keeps_serving() {
             .unwrap()
             .contains("not a valid WebAssembly component")
     );
-    let (status, _) = upload(&app, "dance", quick_status()).await;
+    let (status, _) = app.upload_plugin("dance", quick_status()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     assert_eq!(slot(&app, "typing").await["sha256"], before["sha256"]);
@@ -182,7 +169,7 @@ async fn a_file_renamed_into_the_plugin_directory_is_swapped_in() {
 }
 
 async fn install_example(app: &TestApp, slot: &str, path: &str) {
-    let (status, body) = upload(app, slot, std::fs::read(path).unwrap()).await;
+    let (status, body) = app.upload_plugin(slot, std::fs::read(path).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 

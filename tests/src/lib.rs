@@ -231,6 +231,20 @@ impl TestApp {
         .await;
     }
 
+    /// `PUT /api/v1/admin/plugins/{slot}` with a component's bytes.
+    pub async fn upload_plugin(&self, slot: &str, bytes: Vec<u8>) -> (reqwest::StatusCode, Value) {
+        let resp = self
+            .http
+            .put(self.url(&format!("/api/v1/admin/plugins/{slot}")))
+            .bearer_auth(ADMIN_KEY)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// GET as `user`; returns status and body.
     pub async fn get_as(&self, user: Uuid, path: &str) -> (reqwest::StatusCode, Value) {
         let resp = self
