@@ -169,20 +169,6 @@ fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
 /// The workspace root; scaffolded crates build into its `target/scaffold-test`.
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// Variables of the outer `cargo test` that must not reach a nested cargo:
-/// flags, wrappers, target and target directory, and the outer jobserver.
-const SCRUBBED_ENV: [&str; 9] = [
-    "CARGO_ENCODED_RUSTFLAGS",
-    "RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_MAKEFLAGS",
-    "MAKEFLAGS",
-    "MFLAGS",
-];
-
 #[test]
 fn plugin_new_scaffolds_a_crate_that_builds_and_passes_check() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,17 +217,9 @@ fn plugin_new_scaffolds_a_crate_that_builds_and_passes_check() {
     let target_dir = workspace.join("target/scaffold-test");
     let wasm = target_dir.join("wasm32-wasip2/release/my_typing.wasm");
     let _ = std::fs::remove_file(&wasm);
-    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    build
-        .current_dir(&krate)
-        .args(["build", "--release", "--target", "wasm32-wasip2"]);
-    for var in SCRUBBED_ENV {
-        build.env_remove(var);
-    }
-    build
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
-    let out = build.output().unwrap();
+    let out = presence_plugin_build::nested_cargo_build(&krate, &target_dir)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "the scaffolded crate does not build:\n{}",

@@ -94,23 +94,31 @@ fn target_dir(workspace: &Path) -> PathBuf {
         .unwrap_or_else(|| workspace.join("target"))
 }
 
-fn build_plugins(workspace: &Path, target_dir: &Path, components: &[Component]) {
-    require_wasm_target();
-
+/// `cargo build --release --target wasm32-wasip2` in `dir` into `target_dir`,
+/// run from inside another cargo (a build script or a test) without
+/// inheriting its flags, target or jobserver. Add `-p` arguments as needed.
+pub fn nested_cargo_build(dir: &Path, target_dir: &Path) -> Command {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
+    cmd.current_dir(dir)
         .args(["build", "--release", "--target", WASM_TARGET]);
-    for c in components {
-        cmd.args(["-p", c.package]);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
     }
     cmd.arg("--target-dir").arg(target_dir);
     // The workspace keeps line tables in release for host backtraces; in a
     // guest they would only bloat the binary that embeds it (2.4 MB vs 70 KB)
     // since the engine does not load guest DWARF.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false");
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
+    cmd
+}
+
+fn build_plugins(workspace: &Path, target_dir: &Path, components: &[Component]) {
+    require_wasm_target();
+
+    let mut cmd = nested_cargo_build(workspace, target_dir);
+    for c in components {
+        cmd.args(["-p", c.package]);
     }
     eprintln!("running: {cmd:?}");
     let status = cmd
