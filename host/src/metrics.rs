@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::policy::Policies;
+use crate::policy::{Policies, SlotInfo};
 
 /// Upper bounds (seconds) of the latency histograms.
 const BUCKETS: [f64; 14] = [
@@ -65,6 +65,9 @@ pub const EVENT_KINDS: [&str; 6] = [
     "ping",
     "invalid",
 ];
+
+/// A per-slot counter: name, help, and how to read it from a slot.
+type SlotCounter = (&'static str, &'static str, fn(&SlotInfo) -> u64);
 
 pub struct Metrics {
     events_in: [AtomicU64; EVENT_KINDS.len()],
@@ -181,27 +184,29 @@ impl Metrics {
         );
 
         let slots = policies.slots();
-        let _ = writeln!(
-            out,
-            "# HELP presence_plugin_calls_total Plugin calls per slot.\n# TYPE presence_plugin_calls_total counter"
-        );
-        for s in &slots {
-            let _ = writeln!(
-                out,
-                "presence_plugin_calls_total{{slot=\"{}\",sha256=\"{}\"}} {}",
-                s.slot, s.sha256, s.calls
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP presence_plugin_failures_total Plugin calls that failed and got the fallback.\n# TYPE presence_plugin_failures_total counter"
-        );
-        for s in &slots {
-            let _ = writeln!(
-                out,
-                "presence_plugin_failures_total{{slot=\"{}\",sha256=\"{}\"}} {}",
-                s.slot, s.sha256, s.failures
-            );
+        let per_slot: [SlotCounter; 2] = [
+            (
+                "presence_plugin_calls_total",
+                "Plugin calls per slot.",
+                |s: &SlotInfo| s.calls,
+            ),
+            (
+                "presence_plugin_failures_total",
+                "Plugin calls that failed and got the fallback.",
+                |s: &SlotInfo| s.failures,
+            ),
+        ];
+        for (name, help, value) in per_slot {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for s in &slots {
+                let _ = writeln!(
+                    out,
+                    "{name}{{slot=\"{}\",sha256=\"{}\"}} {}",
+                    s.slot,
+                    s.sha256,
+                    value(s)
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -226,15 +226,13 @@ impl Reader<'_> {
                 if mine.binary_search(&conversation_id).is_err() {
                     return Err(not_member());
                 }
-                let members = p
-                    .directory
-                    .members(conversation_id)
-                    .await
-                    .map_err(internal)?;
-                if members.binary_search(&self.user).is_err() {
-                    return Err(not_member());
-                }
                 if matches!(event, ClientEvent::TypingStart { .. }) {
+                    // Recipients; `start` re-checks membership under its lock.
+                    let members = p
+                        .directory
+                        .members(conversation_id)
+                        .await
+                        .map_err(internal)?;
                     let profile = p
                         .directory
                         .profile(self.user)
