@@ -97,9 +97,7 @@ async fn privacy_settings_round_trip_and_validate() {
 #[tokio::test]
 async fn rest_set_status_is_the_same_as_the_websocket_one() {
     let app = spawn_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, mut b, .. } = app.bob_watching_ann().await;
     let _a = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
     let r = app

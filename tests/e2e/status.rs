@@ -6,9 +6,7 @@ use serde_json::json;
 #[tokio::test]
 async fn watchers_see_online_then_offline_after_the_grace_period() {
     let app = spawn_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await; // Bob watches Ann
-    let mut b = app.connect(bob).await;
+    let Watching { ann, bob, mut b } = app.bob_watching_ann().await;
     assert_eq!(b.ready["contacts"][0]["user_id"], json!(ann));
     assert_eq!(b.ready["contacts"][0]["status"], "offline");
 
@@ -44,9 +42,7 @@ async fn watchers_see_online_then_offline_after_the_grace_period() {
 #[tokio::test]
 async fn a_quick_reconnect_produces_no_flap() {
     let app = spawn_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, mut b, .. } = app.bob_watching_ann().await;
     let a = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
     a.close().await;
@@ -64,9 +60,7 @@ async fn a_quick_reconnect_produces_no_flap() {
 #[tokio::test]
 async fn a_user_stays_online_while_any_device_is_connected() {
     let app = spawn_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, bob, mut b } = app.bob_watching_ann().await;
     let phone = app.connect(ann).await;
     let laptop = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
@@ -84,9 +78,7 @@ async fn a_user_stays_online_while_any_device_is_connected() {
 #[tokio::test]
 async fn set_status_away_and_activity_bring_watchers_along() {
     let app = spawn_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, bob, mut b } = app.bob_watching_ann().await;
     let mut a = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
     a.send("set_status", json!({"status": "away"})).await;

@@ -8,9 +8,7 @@ use serde_json::json;
 #[tokio::test]
 async fn an_idle_user_becomes_away_and_activity_brings_them_back() {
     let app = spawn_quick_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, mut b, .. } = app.bob_watching_ann().await;
     let mut a = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
     let started = std::time::Instant::now();
@@ -28,9 +26,7 @@ async fn an_idle_user_becomes_away_and_activity_brings_them_back() {
 #[tokio::test]
 async fn the_heartbeat_drops_a_peer_that_stopped_answering() {
     let app = spawn_quick_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, mut b, .. } = app.bob_watching_ann().await;
     // Ann's client never reads again, so it never answers the server's pings.
     let _silent = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
@@ -67,9 +63,7 @@ async fn co_members_are_watchers_when_the_status_policy_says_so() {
 #[tokio::test]
 async fn a_user_who_reconnected_within_the_grace_period_still_goes_away_when_idle() {
     let app = spawn_quick_app().await;
-    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
-    app.contacts(bob, &[ann]).await;
-    let mut b = app.connect(bob).await;
+    let Watching { ann, mut b, .. } = app.bob_watching_ann().await;
     let a = app.connect(ann).await;
     assert_eq!(b.next_of("user_status").await["status"], "online");
     a.close().await;

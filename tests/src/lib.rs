@@ -222,6 +222,15 @@ impl TestApp {
         }
     }
 
+    /// Ann and Bob, where Bob watches Ann (has her as a contact) and is
+    /// connected; Ann is not.
+    pub async fn bob_watching_ann(&self) -> Watching {
+        let (ann, bob) = (self.user("Ann").await, self.user("Bob").await);
+        self.contacts(bob, &[ann]).await;
+        let b = self.connect(bob).await;
+        Watching { ann, bob, b }
+    }
+
     pub async fn contacts(&self, user: Uuid, contacts: &[Uuid]) {
         self.admin(
             reqwest::Method::PUT,
@@ -287,6 +296,13 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+pub struct Watching {
+    pub ann: Uuid,
+    pub bob: Uuid,
+    /// Bob's connection.
+    pub b: Client,
 }
 
 pub struct Pair {
