@@ -14,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
+use crate::presence::remote::follow_plugin;
 use crate::presence::{Presence, PresenceTasks};
 use crate::store::Store;
 
@@ -46,6 +48,10 @@ impl Application {
             // Alone, nobody can be online before we start: clear what a crash left.
             store.reset_statuses().await.context("resetting statuses")?;
         }
+        let cluster = match &config.redis_url {
+            Some(url) => Some(join_cluster(&config, url, &store).await?),
+            None => None,
+        };
         let auth = Auth::from_config(&config)?;
         let policies = Policies::load(&PolicyConfig {
             plugin_dir: config.plugin_dir.clone(),
@@ -58,7 +64,21 @@ impl Application {
             ),
         })
         .context("loading policy plugins")?;
-        let (presence, tasks) = Presence::start(store, Arc::new(policies), config.limits.clone());
+        let policies = Arc::new(policies);
+        if cluster.is_some() {
+            // Serve what the cluster serves, whatever this node's files say.
+            for (slot, sha256) in store
+                .active_plugins()
+                .await
+                .context("reading the cluster's plugins")?
+            {
+                let Ok(slot) = slot.parse() else { continue };
+                follow_plugin(&policies, &store, slot, &sha256)
+                    .await
+                    .with_context(|| format!("loading the cluster's {slot} plugin"))?;
+            }
+        }
+        let (presence, tasks) = Presence::start(store, policies, config.limits.clone(), cluster);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -132,6 +152,25 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+async fn join_cluster(config: &Config, url: &str, store: &Store) -> anyhow::Result<Arc<Cluster>> {
+    if store.backend() != "postgres" {
+        tracing::warn!("a cluster needs a postgres:// database that every node shares");
+    }
+    let settings = &config.cluster;
+    Cluster::connect(ClusterConfig {
+        redis_url: url.to_owned(),
+        prefix: settings.redis_prefix.clone(),
+        node_id: settings
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple())),
+        lease: Duration::from_millis(settings.lease_ms),
+        heartbeat: Duration::from_millis(settings.heartbeat_ms),
+    })
+    .await
+    .with_context(|| format!("joining the cluster at {}", redact(url)))
 }
 
 /// A database URL without its password, for logs.

@@ -22,8 +22,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://file`, `sqlite::memory:` or `postgres://…`.
     pub database_url: String,
-    /// Cluster fan-out; unused on a single node.
+    /// Redis for cross-node fan-out and live presence: set on every node of
+    /// a cluster (with a `postgres://` database); unset, the node runs alone.
     pub redis_url: Option<String>,
+    pub cluster: ClusterSettings,
     /// HS256 secret for user tokens; generated into `data_dir` when absent.
     pub jwt_secret: Option<String>,
     /// PEM public key file; when set, tokens are verified with `jwt_algorithm`.
@@ -37,6 +39,31 @@ pub struct Config {
     /// Holds generated secrets (mode 0600).
     pub data_dir: PathBuf,
     pub limits: Limits,
+}
+
+/// How a node takes part in a cluster (used only with `redis_url`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's name in Redis; a restarted node may keep it. Default: random.
+    pub node_id: Option<String>,
+    /// Prefix of every Redis key and channel, so clusters can share one Redis.
+    pub redis_prefix: String,
+    /// A node that has not renewed its lease for this long is taken for dead.
+    pub lease_ms: u64,
+    /// How often a node renews its lease and looks for dead nodes.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: None,
+            redis_prefix: "presence".to_owned(),
+            lease_ms: 5_000,
+            heartbeat_ms: 1_000,
+        }
+    }
 }
 
 /// Every hard limit of the server, documented where it is defined.
@@ -85,6 +112,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             redis_url: None,
+            cluster: ClusterSettings::default(),
             jwt_secret: None,
             jwt_public_key: None,
             jwt_algorithm: "HS256".to_owned(),
@@ -129,6 +157,18 @@ impl Config {
         }
         if let Some(v) = get("PRESENCE_REDIS_URL") {
             self.redis_url = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_NODE_ID") {
+            self.cluster.node_id = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_REDIS_PREFIX") {
+            self.cluster.redis_prefix = v;
+        }
+        if let Some(v) = get("PRESENCE_CLUSTER_LEASE_MS") {
+            self.cluster.lease_ms = v.parse().context("PRESENCE_CLUSTER_LEASE_MS")?;
+        }
+        if let Some(v) = get("PRESENCE_CLUSTER_HEARTBEAT_MS") {
+            self.cluster.heartbeat_ms = v.parse().context("PRESENCE_CLUSTER_HEARTBEAT_MS")?;
         }
         if let Some(v) = get("PRESENCE_JWT_SECRET") {
             self.jwt_secret = Some(v);

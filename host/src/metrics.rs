@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::cluster::Kind;
 use crate::policy::{Policies, SlotInfo};
 
 /// Upper bounds (seconds) of the latency histograms.
@@ -84,6 +85,12 @@ pub struct Metrics {
     /// One write-behind flush of `last_seen`.
     pub flush: Histogram,
     pub flush_failures: AtomicU64,
+    /// Cluster messages this node published, by kind ([`Kind::NAMES`]).
+    pub cluster_published: [AtomicU64; Kind::NAMES.len()],
+    /// Cluster messages this node received from Redis, by kind.
+    pub cluster_received: [AtomicU64; Kind::NAMES.len()],
+    /// Cluster messages dropped: Redis down or the outbox full.
+    pub cluster_dropped: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -95,6 +102,9 @@ pub static METRICS: Metrics = Metrics {
     status_fanout: Histogram::new(),
     flush: Histogram::new(),
     flush_failures: AtomicU64::new(0),
+    cluster_published: [const { AtomicU64::new(0) }; Kind::NAMES.len()],
+    cluster_received: [const { AtomicU64::new(0) }; Kind::NAMES.len()],
+    cluster_dropped: AtomicU64::new(0),
 };
 
 impl Metrics {
@@ -107,7 +117,14 @@ impl Metrics {
     }
 
     /// The whole exposition: these counters, the connection gauges and the plugin slots.
-    pub fn render(&self, connections: usize, users: usize, policies: &Policies) -> String {
+    /// `cluster_up` is `None` on a node that runs alone.
+    pub fn render(
+        &self,
+        connections: usize,
+        users: usize,
+        policies: &Policies,
+        cluster_up: Option<bool>,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -183,6 +200,41 @@ impl Metrics {
             self.flush_failures.load(Ordering::Relaxed),
         );
 
+        if let Some(up) = cluster_up {
+            gauge(
+                &mut out,
+                "presence_cluster_up",
+                "1 while Redis answers and this node is subscribed.",
+                if up { 1.0 } else { 0.0 },
+            );
+            for (name, help, values) in [
+                (
+                    "presence_cluster_published_total",
+                    "Cluster messages published by this node, by kind (status changes are published by Redis scripts).",
+                    &self.cluster_published,
+                ),
+                (
+                    "presence_cluster_received_total",
+                    "Cluster messages this node received from Redis, by kind.",
+                    &self.cluster_received,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (kind, n) in Kind::NAMES.iter().zip(values) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{kind=\"{kind}\"}} {}",
+                        n.load(Ordering::Relaxed)
+                    );
+                }
+            }
+            counter(
+                &mut out,
+                "presence_cluster_dropped_total",
+                "Cluster messages dropped while Redis was down or the outbox full.",
+                self.cluster_dropped.load(Ordering::Relaxed),
+            );
+        }
         let slots = policies.slots();
         let per_slot: [SlotCounter; 2] = [
             (

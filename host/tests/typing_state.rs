@@ -21,7 +21,7 @@ async fn a_million_start_stop_cycles_leave_nothing_behind() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
     let policies = Arc::new(Policies::load(&PolicyConfig::default()).unwrap());
-    let (p, tasks) = Presence::start(store, policies, Limits::default());
+    let (p, tasks) = Presence::start(store, policies, Limits::default(), None);
     // From here on the clock is virtual; the database is never needed again.
     tokio::time::pause();
 
@@ -40,7 +40,8 @@ async fn a_million_start_stop_cycles_leave_nothing_behind() {
 
     for i in 0..CYCLES {
         let c = conversations[i % CONVERSATIONS];
-        p.typing.start(&p, c, profile.clone(), members.clone());
+        p.typing
+            .start(&p, c, profile.clone(), members.clone(), None);
         p.typing.stop(&p, c, user);
         if i % CONVERSATIONS == 0 {
             // Let the timer task apply what was queued.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Admin, Body, Path, parse_uuid};
+use crate::cluster::wire::DirectoryChange;
 use crate::error::{ApiError, ok};
 use crate::policy::{Slot, SlotInfo, UPLOAD_SOURCE};
 
@@ -44,6 +45,10 @@ pub async fn put_user(
         .upsert_profile(id, &body.username, &body.display_name)
         .await?;
     let p = d.put_profile(record);
+    state
+        .presence
+        .directory_changed(DirectoryChange::Profile { user: id })
+        .await?;
     Ok(ok(
         serde_json::json!({"id": p.id, "username": p.username, "display_name": p.display_name}),
     ))
@@ -74,10 +79,10 @@ pub async fn put_members(
     let users = body.checked()?;
     let p = &state.presence;
     let previous = p.store().replace_members(conversation, &users).await?;
-    for u in previous.iter().chain(users.iter()) {
-        p.directory.invalidate_conversations(u);
-    }
-    members_changed(&state, conversation).await?;
+    let mut changed: Vec<Uuid> = previous.into_iter().chain(users).collect();
+    changed.sort_unstable();
+    changed.dedup();
+    members_changed(&state, conversation, changed).await?;
     Ok(ok(
         serde_json::json!({"conversation_id": conversation, "members": p.directory.members(conversation).await?.len()}),
     ))
@@ -94,8 +99,7 @@ pub async fn add_member(
         .store()
         .add_member(conversation, user)
         .await?;
-    state.presence.directory.invalidate_conversations(&user);
-    members_changed(&state, conversation).await?;
+    members_changed(&state, conversation, vec![user]).await?;
     Ok(ok(serde_json::json!({"added": added})))
 }
 
@@ -110,17 +114,24 @@ pub async fn remove_member(
         .store()
         .remove_member(conversation, user)
         .await?;
-    state.presence.directory.invalidate_conversations(&user);
-    members_changed(&state, conversation).await?;
+    members_changed(&state, conversation, vec![user]).await?;
     Ok(ok(serde_json::json!({"removed": removed})))
 }
 
-/// Reloads the member set and stops the typing of anyone who left.
-async fn members_changed(state: &AppState, conversation: Uuid) -> Result<(), ApiError> {
-    let p = &state.presence;
-    p.directory.invalidate_members(&conversation);
-    let members = p.directory.members(conversation).await?;
-    p.typing.members_changed(p, conversation, members);
+/// Reloads the member set on every node and stops the typing of anyone
+/// who left; `users` joined or left.
+async fn members_changed(
+    state: &AppState,
+    conversation: Uuid,
+    users: Vec<Uuid>,
+) -> Result<(), ApiError> {
+    state
+        .presence
+        .directory_changed(DirectoryChange::Members {
+            conversation,
+            users,
+        })
+        .await?;
     Ok(())
 }
 
@@ -134,10 +145,13 @@ pub async fn put_contacts(
     let contacts = body.checked()?;
     let d = &state.presence.directory;
     let previous = d.store().replace_contacts(user, &contacts).await?;
-    d.invalidate_contacts(&user);
-    for c in previous.iter().chain(contacts.iter()) {
-        d.invalidate_watchers(c);
-    }
+    let mut affected: Vec<Uuid> = previous.into_iter().chain(contacts).collect();
+    affected.sort_unstable();
+    affected.dedup();
+    state
+        .presence
+        .directory_changed(DirectoryChange::Contacts { user, affected })
+        .await?;
     Ok(ok(
         serde_json::json!({"user_id": user, "contacts": d.contacts_of(user).await?.len()}),
     ))
@@ -167,9 +181,9 @@ pub async fn activity(
     Body(body): Body<ActivityBody>,
 ) -> Reply {
     let p = &state.presence;
-    p.backend_activity(body.user_id);
+    p.backend_activity(body.user_id).await;
     if let (ActivityKind::MessageSent, Some(c)) = (body.kind, body.conversation_id) {
-        p.typing.stop(p, c, body.user_id);
+        p.typing_stop(c, body.user_id);
     }
     Ok(ok(serde_json::json!({"user_id": body.user_id})))
 }
@@ -196,13 +210,20 @@ pub async fn install_plugin(
 ) -> Reply {
     let slot = parse_slot(&slot)?;
     let policies = state.presence.policies.clone();
+    let bytes = body.clone();
     let installed = tokio::task::spawn_blocking(move || {
-        policies.install(slot, &body, UPLOAD_SOURCE.to_owned())
+        policies.install(slot, &bytes, UPLOAD_SOURCE.to_owned())
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     match installed {
-        Ok(info) => Ok(ok(slot_json(&info))),
+        Ok(info) => {
+            state
+                .presence
+                .plugin_changed(slot, &info.sha256, Some(&body))
+                .await?;
+            Ok(ok(slot_json(&info)))
+        }
         Err(rejected) => Err(ApiError::PluginRejected(format!(
             "the {slot} plugin was refused: {rejected}"
         ))),
@@ -217,7 +238,13 @@ pub async fn rollback_plugin(
 ) -> Reply {
     let slot = parse_slot(&slot)?;
     match state.presence.policies.rollback(slot) {
-        Some(info) => Ok(ok(slot_json(&info))),
+        Some(info) => {
+            state
+                .presence
+                .plugin_changed(slot, &info.sha256, None)
+                .await?;
+            Ok(ok(slot_json(&info)))
+        }
         None => Err(ApiError::Conflict(format!(
             "the {slot} slot has no previous plugin to roll back to"
         ))),

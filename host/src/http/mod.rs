@@ -82,7 +82,8 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(State(state): State<AppState>, _: extract::Admin) -> impl IntoResponse {
     let p = &state.presence;
     let users = p.registry.users.len();
-    let body = METRICS.render(p.registry.session_count(), users, &p.policies);
+    let cluster_up = p.cluster.as_ref().map(|c| c.is_up());
+    let body = METRICS.render(p.registry.session_count(), users, &p.policies, cluster_up);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -94,10 +95,19 @@ async fn metrics(State(state): State<AppState>, _: extract::Admin) -> impl IntoR
 
 /// 200 while the database answers, 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.presence.store().ping().await {
-        Ok(()) => (StatusCode::OK, ok(serde_json::json!({"database": "ok"}))).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unreachable");
+    if let Err(e) = state.presence.store().ping().await {
+        tracing::warn!(error = %e, "health check: database unreachable");
+        return ApiError::Unavailable.into_response();
+    }
+    match &state.presence.cluster {
+        None => (StatusCode::OK, ok(serde_json::json!({"database": "ok"}))).into_response(),
+        Some(c) if c.is_up() => (
+            StatusCode::OK,
+            ok(serde_json::json!({"database": "ok", "redis": "ok", "node": &*c.node})),
+        )
+            .into_response(),
+        Some(_) => {
+            tracing::warn!("health check: Redis unreachable");
             ApiError::Unavailable.into_response()
         }
     }

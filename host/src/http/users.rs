@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Body, CurrentUser, Path, parse_uuid};
+use crate::cluster::wire::DirectoryChange;
 use crate::error::{ApiError, ok};
 use crate::model::{PrivacySettings, Visibility};
+use crate::presence::directory::Profile;
 use crate::ws::protocol::ManualStatus;
 
 type Reply = Result<Json<serde_json::Value>, ApiError>;
@@ -46,13 +48,14 @@ pub async fn batch_status(
     let d = &state.presence.directory;
     let viewer = d.ensure_profile(&me).await?;
     let profiles = d.profiles(&ids).await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in &ids {
-        if let Some(subject) = profiles.get(id) {
-            out.push(state.presence.status_object(&viewer, subject).await?);
-        }
-    }
-    Ok(ok(out))
+    let subjects: Vec<&Profile> = ids
+        .iter()
+        .filter_map(|id| profiles.get(id).map(|p| &**p))
+        .collect();
+    Ok(ok(state
+        .presence
+        .status_objects(&viewer, &subjects)
+        .await?))
 }
 
 /// Parses `user_ids=` from a raw query string.
@@ -115,6 +118,10 @@ pub async fn put_privacy(
         .await?
         .ok_or(ApiError::UserNotFound)?;
     let profile = d.put_profile(record);
+    state
+        .presence
+        .directory_changed(DirectoryChange::Profile { user: me.id })
+        .await?;
     Ok(ok(privacy_json(profile.privacy)))
 }
 
@@ -132,8 +139,8 @@ pub async fn put_status(
 ) -> Reply {
     let p = &state.presence;
     match update.status {
-        ManualStatus::Away => p.set_away(me.id),
-        ManualStatus::Online => p.activity(me.id),
+        ManualStatus::Away => p.set_status_anywhere(me.id, true).await,
+        ManualStatus::Online => p.set_status_anywhere(me.id, false).await,
     }
     let viewer = p.directory.ensure_profile(&me).await?;
     Ok(ok(p.status_object(&viewer, &viewer).await?))

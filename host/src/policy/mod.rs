@@ -385,6 +385,16 @@ impl Policies {
         }
     }
 
+    /// Serves again a component this slot served before (by hash), if it
+    /// is still kept for rollback.
+    pub fn restore(&self, slot: Slot, sha256: &str) -> Option<SlotInfo> {
+        match slot {
+            Slot::Typing => self.typing.restore(sha256),
+            Slot::Status => self.status.restore(sha256),
+            Slot::Privacy => self.privacy.restore(sha256),
+        }
+    }
+
     /// Validates `bytes` for `slot` exactly as [`install`](Self::install)
     /// would, without installing, and reports what the validation measured.
     pub fn check(&self, slot: Slot, bytes: &[u8]) -> Result<CheckReport, Rejected> {

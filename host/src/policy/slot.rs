@@ -403,6 +403,17 @@ impl<W: World> SlotCell<W> {
         self.current.store(previous);
     }
 
+    /// Serves again the kept component with this hash, if there is one.
+    pub(super) fn restore(&self, sha256: &str) -> Option<SlotInfo> {
+        let mut history = self.history.lock();
+        let i = history.iter().rposition(|l| l.sha256 == sha256)?;
+        let restored = history.remove(i);
+        let info = restored.info();
+        history.push(self.current.swap(restored));
+        tracing::info!(slot = W::SLOT.as_str(), %sha256, "policy restored");
+        Some(info)
+    }
+
     /// Goes back to the component this one replaced, if any.
     pub(super) fn rollback(&self) -> Option<SlotInfo> {
         let mut history = self.history.lock();

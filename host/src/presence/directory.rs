@@ -251,6 +251,10 @@ impl Directory {
             .await
     }
 
+    pub fn invalidate_profile(&self, user: &Uuid) {
+        self.profiles.invalidate(user);
+    }
+
     pub fn invalidate_members(&self, conversation: &Uuid) {
         self.members.invalidate(conversation);
     }

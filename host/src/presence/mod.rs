@@ -7,6 +7,7 @@
 pub mod directory;
 pub mod flush;
 pub mod registry;
+pub mod remote;
 pub mod status;
 pub mod timers;
 pub mod typing;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Cluster;
 use crate::config::Limits;
 use crate::policy::Policies;
 use crate::store::Store;
@@ -36,11 +38,14 @@ pub struct Presence {
     pub(crate) write_behind: WriteBehind,
     /// Source of [`status::Change`] sequence numbers.
     pub(crate) status_seq: std::sync::atomic::AtomicU64,
-    /// Per user, the sequence number of the last status change delivered.
-    pub(crate) announced: dashmap::DashMap<uuid::Uuid, u64>,
+    /// Per user, the sequence number and status of the last status change
+    /// delivered here (or shown in a `ready`).
+    pub(crate) announced: dashmap::DashMap<uuid::Uuid, (u64, crate::model::Status)>,
     /// Status fan-outs that wait on the store run here; shutdown waits for them.
     pub(crate) tasks: TaskTracker,
     pub limits: Limits,
+    /// Redis fan-out and live presence; `None` on a node that runs alone.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Owns the background tasks of a [`Presence`]; `shutdown` stops them in order.
@@ -48,6 +53,7 @@ pub struct PresenceTasks {
     stop: CancellationToken,
     timer_task: JoinHandle<()>,
     flush_task: JoinHandle<()>,
+    cluster_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Presence {
@@ -55,6 +61,7 @@ impl Presence {
         store: Store,
         policies: Arc<Policies>,
         limits: Limits,
+        cluster: Option<Arc<Cluster>>,
     ) -> (Arc<Presence>, PresenceTasks) {
         let (timers, timer_task) = Timers::new();
         let presence = Arc::new(Presence {
@@ -68,16 +75,22 @@ impl Presence {
             announced: Default::default(),
             tasks: TaskTracker::new(),
             limits,
+            cluster,
         });
         let stop = CancellationToken::new();
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
         let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
+        let cluster_tasks = match &presence.cluster {
+            Some(c) => c.start(Arc::downgrade(&presence), stop.clone()),
+            None => Vec::new(),
+        };
         (
             presence,
             PresenceTasks {
                 stop,
                 timer_task,
                 flush_task,
+                cluster_tasks,
             },
         )
     }
@@ -104,9 +117,13 @@ impl PresenceTasks {
         self.stop.cancel();
         let _ = self.timer_task.await;
         let _ = self.flush_task.await;
+        for t in self.cluster_tasks {
+            let _ = t.await;
+        }
         presence.tasks.close();
         presence.tasks.wait().await;
         presence.record_everyone_offline();
+        presence.leave_cluster().await;
         for attempt in 1..=flush::SHUTDOWN_FLUSH_ATTEMPTS {
             if presence.write_behind.flush(&presence.directory).await {
                 return;

@@ -17,6 +17,7 @@ use super::registry::{SessionHandle, UserEntry};
 use super::timers::TimerKey;
 use super::view::status_object;
 use crate::auth;
+use crate::cluster::wire;
 use crate::metrics::METRICS;
 use crate::model::Status;
 use crate::policy::{LastSeenView, WatcherScope};
@@ -25,14 +26,15 @@ use crate::ws::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, fr
 
 /// A change every watcher should hear about.
 #[derive(Debug, Clone, Copy)]
-struct Change {
+pub(crate) struct Change {
     /// Taken while the user's registry entry is locked, so it orders the
     /// changes of one user; an older change never overtakes a newer one.
-    seq: u64,
-    status: Status,
-    at: DateTime<Utc>,
+    /// In a cluster, Redis numbers the changes it announces.
+    pub seq: u64,
+    pub status: Status,
+    pub at: DateTime<Utc>,
     /// For away: the last activity; for offline: the last disconnect.
-    last_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 impl Presence {
@@ -70,7 +72,9 @@ impl Presence {
         };
         if let Some(seq) = first {
             self.schedule_idle_check(user.id, now);
-            self.spawn_announce(
+            // Subscribed before `ready` is read, so nothing falls in between.
+            self.track(user.id).await?;
+            self.changed(
                 user.id,
                 Change {
                     seq,
@@ -87,11 +91,23 @@ impl Presence {
     async fn ready(&self, profile: &Profile) -> store::Result<Frame> {
         let watched = self.watched_by(profile.id).await?;
         let profiles = self.directory.profiles(&watched).await?;
-        let mut contacts: Vec<StatusObject> = Vec::with_capacity(watched.len());
-        for id in watched.iter() {
-            if let Some(subject) = profiles.get(id) {
-                contacts.push(self.status_object(profile, subject).await?);
-            }
+        let subjects: Vec<&Profile> = watched
+            .iter()
+            .filter_map(|id| profiles.get(id).map(|p| &**p))
+            .collect();
+        let ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        let lives = self.lives(&ids).await;
+        for (id, l) in ids.iter().zip(&lives) {
+            // What this watcher is told now; a replay of it is not news.
+            let status = l.live.map_or(Status::Offline, |l| l.status);
+            self.announced
+                .entry(*id)
+                .and_modify(|e| e.1 = status)
+                .or_insert((0, status));
+        }
+        let mut contacts: Vec<StatusObject> = Vec::with_capacity(subjects.len());
+        for (subject, live) in subjects.iter().zip(lives) {
+            contacts.push(self.status_object_with(profile, subject, live).await?);
         }
         let typing: Vec<_> = self
             .directory
@@ -116,7 +132,7 @@ impl Presence {
 
     /// The users `user` watches: their contacts (plus co-members when the
     /// status policy says so).
-    async fn watched_by(&self, user: Uuid) -> store::Result<Vec<Uuid>> {
+    pub(super) async fn watched_by(&self, user: Uuid) -> store::Result<Vec<Uuid>> {
         let contacts = self.directory.contacts_of(user).await?;
         self.with_co_members(user, &contacts).await
     }
@@ -163,7 +179,7 @@ impl Presence {
             }
         };
         if last {
-            self.typing.stop_everywhere(self, user);
+            self.stop_typing_from_here(user);
             let grace = self.policies.status_config().offline_grace;
             self.timers.cancel(TimerKey::Away(user));
             self.timers
@@ -185,7 +201,8 @@ impl Presence {
         self.directory.set_last_seen(&user, at);
         self.write_behind.record(user, Status::Offline, at);
         self.write_behind.kick();
-        self.spawn_announce(
+        self.untrack(user);
+        self.changed(
             user,
             Change {
                 seq,
@@ -214,7 +231,7 @@ impl Presence {
             self.next_status_seq()
         };
         self.schedule_idle_check(user, now);
-        self.spawn_announce(
+        self.changed(
             user,
             Change {
                 seq,
@@ -226,11 +243,13 @@ impl Presence {
     }
 
     /// Activity reported by the chat backend for a user who may be offline:
-    /// an offline user's last seen moves forward.
-    pub fn backend_activity(self: &Arc<Self>, user: Uuid) {
+    /// an offline user's last seen moves forward. In a cluster it goes to
+    /// the nodes the user is connected to.
+    pub async fn backend_activity(self: &Arc<Self>, user: Uuid) {
+        let elsewhere = self.forward(user, &wire::activity(user)).await;
         if self.registry.is_connected(&user) {
             self.activity(user);
-        } else if self.registry.live(&user).is_none() {
+        } else if self.registry.live(&user).is_none() && !elsewhere {
             let now = Utc::now();
             self.directory.set_last_seen(&user, now);
             self.write_behind.record(user, Status::Offline, now);
@@ -255,7 +274,7 @@ impl Presence {
             }
         };
         self.timers.cancel(TimerKey::Away(user));
-        self.spawn_announce(user, change);
+        self.changed(user, change);
     }
 
     fn schedule_idle_check(&self, user: Uuid, from: Instant) {
@@ -286,15 +305,57 @@ impl Presence {
                 last_seen: Some(e.last_activity_at),
             }
         };
+        self.changed(user, change);
+    }
+
+    /// Orders status changes across users and tasks (see [`Change::seq`]):
+    /// microseconds of wall time, at least one more than the last, so that
+    /// they also order against the sequence numbers a cluster's Redis gives.
+    fn next_status_seq(&self) -> u64 {
+        let now = u64::try_from(Utc::now().timestamp_micros()).unwrap_or(0);
+        let mut last = self.status_seq.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .status_seq
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// A status change made on this node. Alone, its watchers hear it now;
+    /// in a cluster it goes to Redis, which announces it to every node if
+    /// the user's cluster-wide status changed (or, with Redis down, local
+    /// watchers hear it now and Redis learns it later).
+    fn changed(self: &Arc<Self>, user: Uuid, change: Change) {
+        match &self.cluster {
+            Some(c) => {
+                let up = c.is_up();
+                if !up {
+                    self.spawn_announce(user, change);
+                }
+                c.record(user, change, !up);
+            }
+            None => self.spawn_announce(user, change),
+        }
+    }
+
+    /// Tells this node's watchers about a change (used when Redis is down).
+    pub(crate) fn announce_locally(self: &Arc<Self>, user: Uuid, change: Change) {
         self.spawn_announce(user, change);
     }
 
-    /// Orders status changes across users and tasks (see [`Change::seq`]).
-    fn next_status_seq(&self) -> u64 {
-        self.status_seq.fetch_add(1, Ordering::SeqCst) + 1
+    /// Redis found `user` offline on every node as of `at`: record it.
+    pub(crate) fn offline_everywhere(&self, user: Uuid, at: DateTime<Utc>) {
+        self.directory.set_last_seen(&user, at);
+        self.write_behind.record(user, Status::Offline, at);
+        self.write_behind.kick();
     }
 
-    fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
+    pub(super) fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
         let this = self.clone();
         self.tasks.spawn(async move {
             if let Err(e) = this.announce(subject, change).await {
@@ -317,6 +378,9 @@ impl Presence {
             .filter(|w| self.registry.is_connected(w))
             .collect();
         if watchers.is_empty() {
+            // Nobody here to tell; remembered so a watcher who connects
+            // later is not told it twice.
+            drop(self.note_announced(subject, change));
             return Ok(());
         }
         let viewers = self.directory.profiles(&watchers).await?;
@@ -347,14 +411,10 @@ impl Presence {
             deliveries.push((*w, f));
         }
         // Deliver in order: a change older than one already delivered for
-        // this user is dropped rather than shown after it.
+        // this user is dropped rather than shown after it, and so is a
+        // repeat of the status watchers here were last told.
         let mut delivered = 0;
-        {
-            let mut last = self.announced.entry(subject).or_insert(0);
-            if *last > change.seq {
-                return Ok(());
-            }
-            *last = change.seq;
+        if let Some(_order) = self.note_announced(subject, change) {
             for (w, f) in &deliveries {
                 delivered += self.registry.send(w, f);
             }
@@ -364,6 +424,28 @@ impl Presence {
             .fetch_add(delivered, Ordering::Relaxed);
         METRICS.status_fanout.observe(started.elapsed());
         Ok(())
+    }
+
+    /// Records `change` as the last one told about `subject`, unless it is
+    /// older than or repeats that one (then `None`: don't deliver). Hold the
+    /// returned guard while delivering, so deliveries keep this order.
+    fn note_announced(
+        &self,
+        subject: Uuid,
+        change: Change,
+    ) -> Option<dashmap::mapref::one::RefMut<'_, Uuid, (u64, Status)>> {
+        let mut last = match self.announced.entry(subject) {
+            dashmap::Entry::Occupied(e) => {
+                let (seq, status) = *e.get();
+                if seq > change.seq || status == change.status {
+                    return None;
+                }
+                e.into_ref()
+            }
+            dashmap::Entry::Vacant(e) => e.insert((0, change.status)),
+        };
+        *last = (change.seq, change.status);
+        Some(last)
     }
 
     /// Records every connected or grace-period user offline now (shutdown).

@@ -32,6 +32,8 @@ struct Typer {
     /// The rate window: no broadcast before this.
     window_until: Instant,
     rate_window: Duration,
+    /// The node whose client sent the latest event (`None`: this one).
+    origin: Option<Arc<str>>,
 }
 
 impl Typer {
@@ -89,14 +91,16 @@ fn evaluate(t: &mut Typer, now: Instant) -> Outcome {
 }
 
 impl Typing {
-    /// `typing_start` from a member. Renewals extend the lease silently.
-    /// Returns false (and changes nothing) if `profile` is no longer a member.
+    /// `typing_start` from a member, through this node (`origin` `None`) or
+    /// another. Renewals extend the lease silently. Returns false (and
+    /// changes nothing) if `profile` is no longer a member.
     pub fn start(
         &self,
         p: &Presence,
         conversation: Uuid,
         profile: Arc<Profile>,
         members: Ids,
+        origin: Option<Arc<str>>,
     ) -> bool {
         let now = Instant::now();
         let user = profile.id;
@@ -126,6 +130,7 @@ impl Typing {
                     lease_until: now,
                     window_until: now,
                     rate_window: Duration::ZERO,
+                    origin: None,
                 });
                 self.by_user.entry(user).or_default().push(conversation);
                 conv.typers.len() - 1
@@ -144,6 +149,7 @@ impl Typing {
         });
         let t = &mut conv.typers[idx];
         t.profile = profile;
+        t.origin = origin;
         t.lease_until = now + decision.lease;
         t.rate_window = p.policies.typing_limits().rate_window;
         if !renewal {
@@ -183,15 +189,44 @@ impl Typing {
         self.forget_empty(conversation);
     }
 
-    /// Stops `user` typing everywhere (their last connection closed).
-    pub fn stop_everywhere(&self, p: &Presence, user: Uuid) {
+    /// Stops `user`'s typing that came through `origin` (`None`: this node,
+    /// whose last connection of theirs closed); returns where.
+    pub fn stop_from(&self, p: &Presence, user: Uuid, origin: Option<&str>) -> Vec<Uuid> {
         let conversations = self
             .by_user
             .get(&user)
             .map(|c| c.clone())
             .unwrap_or_default();
+        let mut stopped = Vec::new();
         for c in conversations {
-            self.stop(p, c, user);
+            let from_there = self.conversations.get(&c).is_some_and(|conv| {
+                conv.typers
+                    .iter()
+                    .any(|t| t.user == user && t.typing && t.origin.as_deref() == origin)
+            });
+            if from_there {
+                self.stop(p, c, user);
+                stopped.push(c);
+            }
+        }
+        stopped
+    }
+
+    /// Stops all typing that came through `node` (it is gone).
+    pub fn stop_node(&self, p: &Presence, node: &str) {
+        let typers: Vec<Uuid> = self
+            .conversations
+            .iter()
+            .flat_map(|c| {
+                c.typers
+                    .iter()
+                    .filter(|t| t.origin.as_deref() == Some(node))
+                    .map(|t| t.user)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for user in typers {
+            self.stop_from(p, user, Some(node));
         }
     }
 
@@ -390,6 +425,7 @@ mod tests {
             lease_until: now + Duration::from_secs(5),
             window_until: now,
             rate_window: Duration::from_secs(1),
+            origin: None,
         }
     }
 

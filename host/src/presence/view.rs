@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::Presence;
 use super::directory::{Profile, intersects};
 use super::registry::Live;
+use crate::cluster::RemoteLive;
 use crate::model::Status;
 use crate::policy::{LastSeenView, Relationship, View, ViewRequest};
 use crate::store;
@@ -58,21 +59,66 @@ impl Presence {
         viewer: &Profile,
         subject: &Profile,
     ) -> store::Result<StatusObject> {
+        let live = self.lives(&[subject.id]).await.remove(0);
+        self.status_object_with(viewer, subject, live).await
+    }
+
+    /// The status objects `viewer` may see of each of `subjects`, with one
+    /// read of the cluster's live presence for all of them.
+    pub async fn status_objects(
+        &self,
+        viewer: &Profile,
+        subjects: &[&Profile],
+    ) -> store::Result<Vec<StatusObject>> {
+        let ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        let lives = self.lives(&ids).await;
+        let mut out = Vec::with_capacity(subjects.len());
+        for (subject, live) in subjects.iter().zip(lives) {
+            out.push(self.status_object_with(viewer, subject, live).await?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn status_object_with(
+        &self,
+        viewer: &Profile,
+        subject: &Profile,
+        remote: RemoteLive,
+    ) -> store::Result<StatusObject> {
         let relationship = self.relationship(viewer.id, subject.id).await?;
-        let live = self.registry.live(&subject.id);
-        let last_seen = last_seen_of(live, subject);
+        let last_seen = last_seen_of(remote, subject);
         let view = self.view(relationship, viewer, subject, last_seen);
-        Ok(status_object(subject.id, live, last_seen, &view))
+        Ok(status_object(subject.id, remote.live, last_seen, &view))
+    }
+
+    /// Live presence of `users`: the cluster's when Redis answers, else this
+    /// node's own.
+    pub async fn lives(&self, users: &[Uuid]) -> Vec<RemoteLive> {
+        if let Some(c) = self.cluster.as_ref().filter(|c| c.is_up()) {
+            match c.lives(users).await {
+                Ok(lives) => return lives,
+                Err(e) => {
+                    tracing::warn!(error = %format_args!("{e:#}"), "reading live presence from Redis failed")
+                }
+            }
+        }
+        users
+            .iter()
+            .map(|u| RemoteLive {
+                live: self.registry.live(u),
+                seen: None,
+            })
+            .collect()
     }
 }
 
 /// When the subject was last seen: their last activity while away, the
-/// stored time while offline, none while online.
-pub fn last_seen_of(live: Option<Live>, subject: &Profile) -> Option<DateTime<Utc>> {
-    match live.map(|l| l.status) {
-        Some(Status::Online) => None,
-        Some(Status::Away) => live.map(|l| l.last_activity_at),
-        _ => subject.last_seen,
+/// latest known time while offline, none while online.
+pub fn last_seen_of(remote: RemoteLive, subject: &Profile) -> Option<DateTime<Utc>> {
+    match remote.live {
+        Some(l) if l.status == Status::Online => None,
+        Some(l) => Some(l.last_activity_at),
+        None => subject.last_seen.max(remote.seen),
     }
 }
 

@@ -146,6 +146,77 @@ impl Store {
         }
     }
 
+    /// Keeps a policy component (by its hash) for other nodes to fetch.
+    pub async fn save_plugin(&self, sha256: &str, slot: &str, component: &[u8]) -> Result<()> {
+        match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO plugin_components (sha256, slot, component) VALUES (?, ?, ?)")
+                    .bind(sha256)
+                    .bind(slot)
+                    .bind(component)
+                    .execute(pool)
+                    .await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("INSERT INTO plugin_components (sha256, slot, component) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+                    .bind(sha256)
+                    .bind(slot)
+                    .bind(component)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records which component `slot` serves across the cluster.
+    pub async fn set_active_plugin(&self, slot: &str, sha256: &str) -> Result<()> {
+        match self {
+            Store::Sqlite(pool) => {
+                sqlx::query("INSERT INTO plugin_active (slot, sha256) VALUES (?, ?) ON CONFLICT (slot) DO UPDATE SET sha256 = excluded.sha256, changed_at = excluded.changed_at")
+                    .bind(slot)
+                    .bind(sha256)
+                    .execute(pool)
+                    .await?;
+            }
+            Store::Postgres(pool) => {
+                sqlx::query("INSERT INTO plugin_active (slot, sha256) VALUES ($1, $2) ON CONFLICT (slot) DO UPDATE SET sha256 = excluded.sha256, changed_at = now()")
+                    .bind(slot)
+                    .bind(sha256)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `(slot, sha256)` of every slot an operator changed.
+    pub async fn active_plugins(&self) -> Result<Vec<(String, String)>> {
+        const SQL: &str = "SELECT slot, sha256 FROM plugin_active ORDER BY slot";
+        Ok(match self {
+            Store::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+            Store::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
+        })
+    }
+
+    /// The stored component with this hash.
+    pub async fn plugin(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        Ok(match self {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT component FROM plugin_components WHERE sha256 = ?")
+                    .bind(sha256)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                sqlx::query_scalar("SELECT component FROM plugin_components WHERE sha256 = $1")
+                    .bind(sha256)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        })
+    }
+
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>> {
         match self {
             Store::Sqlite(pool) => sqlite::user(pool, id).await,

@@ -239,11 +239,11 @@ impl Reader<'_> {
                         .await
                         .map_err(internal)?
                         .ok_or_else(|| internal("profile vanished"))?;
-                    if !p.typing.start(p, conversation_id, profile, members) {
+                    if !p.typing_start(conversation_id, profile, members) {
                         return Err(not_member());
                     }
                 } else {
-                    p.typing.stop(p, conversation_id, self.user);
+                    p.typing_stop(conversation_id, self.user);
                 }
                 p.activity(self.user);
             }
