@@ -25,6 +25,8 @@ use crate::store::Store;
 
 /// Compiled plugins are cached under the data directory here.
 pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
+/// How long startup waits for the Redis subscription before serving anyway.
+pub const CLUSTER_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open WebSocket sessions get to finish after shutdown begins.
 pub const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -73,12 +75,17 @@ impl Application {
                 .context("reading the cluster's plugins")?
             {
                 let Ok(slot) = slot.parse() else { continue };
-                follow_plugin(&policies, &store, slot, &sha256)
-                    .await
-                    .with_context(|| format!("loading the cluster's {slot} plugin"))?;
+                if let Err(e) = follow_plugin(&policies, &store, slot, &sha256).await {
+                    tracing::error!(%slot, %sha256, error = %format_args!("{e:#}"), "cannot serve the cluster's plugin");
+                }
             }
         }
         let (presence, tasks) = Presence::start(store, policies, config.limits.clone(), cluster);
+        if let Some(c) = &presence.cluster
+            && !c.wait_up(CLUSTER_JOIN_TIMEOUT).await
+        {
+            tracing::warn!("not subscribed to Redis yet; serving local users until it is");
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -88,6 +88,7 @@ pub struct Cluster {
     link_up: AtomicBool,
     /// The last command on the command connection succeeded.
     redis_up: AtomicBool,
+    link_changed: Notify,
     /// The next state pass republishes this node's whole state.
     resync: AtomicBool,
     /// Redis lost this node's lease: the resync announces every user again.
@@ -218,6 +219,7 @@ impl Cluster {
             heartbeat: config.heartbeat,
             link_up: AtomicBool::new(false),
             redis_up: AtomicBool::new(true),
+            link_changed: Notify::new(),
             resync: AtomicBool::new(false),
             lease_lost: AtomicBool::new(false),
             interest: Default::default(),
@@ -244,6 +246,21 @@ impl Cluster {
     /// Redis answers and this node is subscribed: events cross nodes.
     pub fn is_up(&self) -> bool {
         self.link_up.load(Ordering::SeqCst) && self.redis_up.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most `limit`) until the node is subscribed, so the first
+    /// clients' events already cross nodes.
+    pub async fn wait_up(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.link_changed.notified();
+            if self.is_up() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_up();
+            }
+        }
     }
 
     pub fn start(
@@ -284,21 +301,27 @@ impl Cluster {
     /// conversations' typing, their watched users' status); returns once
     /// Redis confirmed, so nothing published after is missed.
     pub async fn track(&self, user: Uuid, conversations: Ids, watched: Ids) -> Vec<Uuid> {
-        self.set_interest(user, Some((conversations, watched)))
+        self.set_interest(user, Some((conversations, watched)), || true)
             .await
     }
 
-    /// `user` left this node; returns the watched users nobody here watches now.
-    pub async fn untrack(&self, user: Uuid) -> Vec<Uuid> {
-        self.set_interest(user, None).await
+    /// `user` left this node (if `still_gone` says so once the subscriptions
+    /// are locked, so a reconnect racing this keeps its own); returns the
+    /// watched users nobody here watches now.
+    pub async fn untrack(&self, user: Uuid, still_gone: impl Fn() -> bool) -> Vec<Uuid> {
+        self.set_interest(user, None, still_gone).await
     }
 
-    pub async fn is_tracked(&self, user: &Uuid) -> bool {
-        self.interest.lock().await.users.contains_key(user)
-    }
-
-    async fn set_interest(&self, user: Uuid, next: Option<(Ids, Ids)>) -> Vec<Uuid> {
+    async fn set_interest(
+        &self,
+        user: Uuid,
+        next: Option<(Ids, Ids)>,
+        proceed: impl Fn() -> bool,
+    ) -> Vec<Uuid> {
         let mut interest = self.interest.lock().await;
+        if !proceed() {
+            return Vec::new();
+        }
         let diff = interest.set(&self.names, user, next);
         if let Some(sink) = interest.sink.as_mut() {
             let mut ok = true;
@@ -559,6 +582,7 @@ impl Cluster {
             }
             backoff = Duration::from_millis(50);
             self.link_up.store(true, Ordering::SeqCst);
+            self.link_changed.notify_waiters();
             if !first {
                 tracing::info!("Redis link restored");
                 self.resync.store(true, Ordering::SeqCst);

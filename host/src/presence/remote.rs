@@ -139,11 +139,10 @@ impl Presence {
         };
         let this = self.clone();
         self.tasks.spawn(async move {
-            // They may have come back while this was queued.
-            if this.registry.users.contains_key(&user) {
-                return;
-            }
-            let unwatched = c.untrack(user).await;
+            // They may have come back meanwhile.
+            let unwatched = c
+                .untrack(user, || !this.registry.users.contains_key(&user))
+                .await;
             this.forget_announced(&unwatched);
         });
     }
