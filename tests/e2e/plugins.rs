@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use presence::policy::Slot;
+use presence::policy::{Policies, PolicyConfig, Slot};
 use presence_e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -241,4 +241,30 @@ async fn the_mobile_status_example_lengthens_the_heartbeat_without_a_restart() {
     install_example(&app, "status", env!("PRESENCE_EXAMPLE_MOBILE_STATUS_WASM")).await;
     let me = app.user("Me").await;
     assert_eq!(app.connect(me).await.ready["heartbeat_interval_ms"], 45000);
+}
+
+/// Summaries are cached per typing component (policies are pure), so a
+/// swap must word them afresh.
+#[test]
+fn a_swapped_typing_component_words_the_summaries_afresh() {
+    let policies = Policies::load(&PolicyConfig::default()).expect("the built-in policies load");
+    let names = ["John", "Sarah", "Mike", "Ann"];
+    let default = policies.format_typers(&names, "en");
+    assert_eq!(default, "John, Sarah and 2 others are typing…");
+    policies
+        .install(
+            Slot::Typing,
+            &std::fs::read(env!("PRESENCE_EXAMPLE_LARGE_GROUPS_TYPING_WASM")).unwrap(),
+            "test".into(),
+        )
+        .expect("the example installs");
+    assert_eq!(
+        policies.format_typers(&names, "en"),
+        "Several people are typing…",
+        "not the old component's cached words"
+    );
+    policies
+        .rollback(Slot::Typing)
+        .expect("the built-in is kept");
+    assert_eq!(policies.format_typers(&names, "en"), default);
 }

@@ -21,7 +21,9 @@ pub mod fallback;
 mod slot;
 pub mod watch;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 
 use crate::model::PrivacySettings;
 use bindings::{PrivacyWorld, StatusWorld, TypingWorld};
@@ -291,6 +294,60 @@ pub struct Policies {
     /// Compiles replacements with the same engine and budget.
     engine: Arc<PolicyEngine>,
     limits: Limits,
+    summaries: Mutex<Summaries>,
+}
+
+/// Typing summaries already worded by the serving typing component. A
+/// policy is a pure function of its inputs, so the same typers in the same
+/// locale get the same words without another call.
+#[derive(Default)]
+struct Summaries {
+    /// The component that worded them; another one starts afresh.
+    sha256: String,
+    by_hash: HashMap<u64, Vec<Worded>>,
+    len: usize,
+}
+
+struct Worded {
+    locale: Box<str>,
+    names: Vec<Box<str>>,
+    summary: String,
+}
+
+/// Summaries kept before the cache starts over.
+const SUMMARY_CACHE: usize = 4096;
+
+impl Summaries {
+    fn key(names: &[&str], locale: &str) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        locale.hash(&mut h);
+        names.hash(&mut h);
+        h.finish()
+    }
+
+    fn get(&self, sha256: &str, hash: u64, names: &[&str], locale: &str) -> Option<String> {
+        if self.sha256 != sha256 {
+            return None;
+        }
+        self.by_hash.get(&hash)?.iter().find_map(|w| {
+            (*w.locale == *locale && w.names.iter().map(|n| &**n).eq(names.iter().copied()))
+                .then(|| w.summary.clone())
+        })
+    }
+
+    fn put(&mut self, sha256: &str, hash: u64, names: &[&str], locale: &str, summary: &str) {
+        if self.sha256 != sha256 || self.len >= SUMMARY_CACHE {
+            self.by_hash.clear();
+            self.len = 0;
+            sha256.clone_into(&mut self.sha256);
+        }
+        self.by_hash.entry(hash).or_default().push(Worded {
+            locale: locale.into(),
+            names: names.iter().map(|n| Box::from(*n)).collect(),
+            summary: summary.to_owned(),
+        });
+        self.len += 1;
+    }
 }
 
 /// Why a component was refused; the slot keeps serving its current one.
@@ -319,6 +376,7 @@ impl Policies {
             privacy: SlotCell::new(builtin(&engine, limits)?),
             engine,
             limits,
+            summaries: Mutex::default(),
         };
         // Files go through the same validation as an upload, and the
         // built-in stays behind them for rollback.
@@ -459,10 +517,26 @@ impl Policies {
     /// typing, the recipient excluded. `locale` is a BCP 47 tag.
     pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
         let typing = self.typing.current();
-        format_typers(&typing, names, locale).unwrap_or_else(|Trapped| {
-            self.typing.after_failure(&typing);
-            fallback::format_typers(names)
-        })
+        let hash = Summaries::key(names, locale);
+        if let Some(s) = self
+            .summaries
+            .lock()
+            .get(&typing.sha256, hash, names, locale)
+        {
+            return s;
+        }
+        match format_typers(&typing, names, locale) {
+            Ok(summary) => {
+                self.summaries
+                    .lock()
+                    .put(&typing.sha256, hash, names, locale, &summary);
+                summary
+            }
+            Err(Trapped) => {
+                self.typing.after_failure(&typing);
+                fallback::format_typers(names)
+            }
+        }
     }
 
     /// Asked once when the component was loaded.

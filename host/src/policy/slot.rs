@@ -79,7 +79,7 @@ pub(super) struct Loaded<W: World> {
     /// `"builtin"` or the file the component came from.
     source: String,
     /// Hex SHA-256 of the component bytes: what operators compare.
-    sha256: String,
+    pub(super) sha256: String,
     loaded_at: DateTime<Utc>,
     calls: AtomicU64,
     failures: AtomicU64,
