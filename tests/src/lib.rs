@@ -1,5 +1,8 @@
 //! Test harness: starts the real presence server on `127.0.0.1:0` and talks
-//! to it with real WebSocket and HTTP clients.
+//! to it with real WebSocket and HTTP clients; [`cluster`] runs several real
+//! `presence` processes sharing PostgreSQL and Redis.
+
+pub mod cluster;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -147,33 +150,41 @@ pub fn sign(claims: &Value, secret: &str) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("signs")
 }
 
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+/// What a test asks any running server: the in-process one ([`TestApp`]) or
+/// a node of a real cluster ([`cluster::Node`]). Implementors give an address
+/// and an HTTP client; the helpers are shared.
+#[allow(async_fn_in_trait)] // test helpers, awaited where they are called
+pub trait Api {
+    fn addr(&self) -> SocketAddr;
+
+    fn http(&self) -> &reqwest::Client;
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
     }
 
-    pub fn ws_url(&self, token: &str, locale: Option<&str>) -> String {
+    fn ws_url(&self, token: &str, locale: Option<&str>) -> String {
         match locale {
-            Some(l) => format!("ws://{}/ws?token={token}&locale={l}", self.addr),
-            None => format!("ws://{}/ws?token={token}", self.addr),
+            Some(l) => format!("ws://{}/ws?token={token}&locale={l}", self.addr()),
+            None => format!("ws://{}/ws?token={token}", self.addr()),
         }
     }
 
     /// Admin call; panics unless it succeeds.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.admin_raw(method, path, body).await;
         assert!(status.is_success(), "admin {path} failed: {status} {v}");
         v
     }
 
-    pub async fn admin_raw(
+    async fn admin_raw(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (reqwest::StatusCode, Value) {
         let mut req = self
-            .http
+            .http()
             .request(method, self.url(path))
             .bearer_auth(ADMIN_KEY);
         if let Some(b) = body {
@@ -184,7 +195,7 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn user(&self, name: &str) -> Uuid {
+    async fn user(&self, name: &str) -> Uuid {
         let id = Uuid::new_v4();
         let username = name.to_lowercase();
         self.admin(
@@ -196,7 +207,7 @@ impl TestApp {
         id
     }
 
-    pub async fn conversation(&self, members: &[Uuid]) -> Uuid {
+    async fn conversation(&self, members: &[Uuid]) -> Uuid {
         let id = Uuid::new_v4();
         self.admin(
             reqwest::Method::PUT,
@@ -208,7 +219,7 @@ impl TestApp {
     }
 
     /// Ann and Bob, connected, in a conversation of their own.
-    pub async fn pair(&self) -> Pair {
+    async fn pair(&self) -> Pair {
         let (ann, bob) = (self.user("Ann").await, self.user("Bob").await);
         let conversation = self.conversation(&[ann, bob]).await;
         let a = self.connect(ann).await;
@@ -224,14 +235,14 @@ impl TestApp {
 
     /// Ann and Bob, where Bob watches Ann (has her as a contact) and is
     /// connected; Ann is not.
-    pub async fn bob_watching_ann(&self) -> Watching {
+    async fn bob_watching_ann(&self) -> Watching {
         let (ann, bob) = (self.user("Ann").await, self.user("Bob").await);
         self.contacts(bob, &[ann]).await;
         let b = self.connect(bob).await;
         Watching { ann, bob, b }
     }
 
-    pub async fn contacts(&self, user: Uuid, contacts: &[Uuid]) {
+    async fn contacts(&self, user: Uuid, contacts: &[Uuid]) {
         self.admin(
             reqwest::Method::PUT,
             &format!("/api/v1/admin/users/{user}/contacts"),
@@ -241,9 +252,9 @@ impl TestApp {
     }
 
     /// `PUT /api/v1/admin/plugins/{slot}` with a component's bytes.
-    pub async fn upload_plugin(&self, slot: &str, bytes: Vec<u8>) -> (reqwest::StatusCode, Value) {
+    async fn upload_plugin(&self, slot: &str, bytes: Vec<u8>) -> (reqwest::StatusCode, Value) {
         let resp = self
-            .http
+            .http()
             .put(self.url(&format!("/api/v1/admin/plugins/{slot}")))
             .bearer_auth(ADMIN_KEY)
             .body(bytes)
@@ -255,9 +266,9 @@ impl TestApp {
     }
 
     /// GET as `user`; returns status and body.
-    pub async fn get_as(&self, user: Uuid, path: &str) -> (reqwest::StatusCode, Value) {
+    async fn get_as(&self, user: Uuid, path: &str) -> (reqwest::StatusCode, Value) {
         let resp = self
-            .http
+            .http()
             .get(self.url(path))
             .bearer_auth(token_for(user, None))
             .send()
@@ -267,22 +278,26 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn connect(&self, user: Uuid) -> Client {
+    async fn connect(&self, user: Uuid) -> Client {
         self.connect_with(&token_for(user, None), None).await
     }
 
-    pub async fn connect_with(&self, token: &str, locale: Option<&str>) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(token, locale))
-            .await
-            .expect("websocket connects");
-        let mut c = Client {
-            ws,
-            ready: Value::Null,
-        };
-        c.ready = c.next_of("ready").await;
-        c
+    async fn connect_with(&self, token: &str, locale: Option<&str>) -> Client {
+        Client::connect(&self.ws_url(token, locale)).await
+    }
+}
+
+impl Api for TestApp {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl TestApp {
     /// Graceful shutdown, as on SIGTERM; returns what the server returned.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.take().unwrap().send(());
@@ -322,6 +337,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// Opens `/ws` at `url` and waits for `ready`.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        let mut c = Client {
+            ws,
+            ready: Value::Null,
+        };
+        c.ready = c.next_of("ready").await;
+        c
+    }
+
     pub async fn send(&mut self, kind: &str, data: Value) {
         let frame = json!({"type": kind, "data": data}).to_string();
         self.ws.send(Message::text(frame)).await.expect("send");

@@ -343,6 +343,9 @@ impl Cluster {
 
     /// The cluster-wide presence of `users`, in one round trip.
     pub async fn lives(&self, users: &[Uuid]) -> anyhow::Result<Vec<RemoteLive>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for u in users {
             pipe.hgetall(self.names.live(*u));
