@@ -228,3 +228,125 @@ async fn a_node_hosting_no_member_of_a_conversation_receives_none_of_its_typing(
         "Cid is no member of the first conversation: {seen:?}"
     );
 }
+
+/// Cross-node typing latency: starts sent on A, each in its own
+/// conversation (no rate window in the way), received on B. Prints p50 and
+/// p99 (run with `PRESENCE_TEST_BINARY=target/release/presence` for release
+/// figures); asserts only that every start arrived once.
+#[tokio::test]
+async fn cross_node_typing_latency_is_measured() {
+    const TYPERS: usize = 10;
+    const CONVERSATIONS: usize = 20;
+    let Some(c) = Cluster::start(
+        "cross_node_typing_latency_is_measured",
+        2,
+        Options::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&c[0], &c[1]);
+    let bob = a.user("Bob").await;
+    let mut typers = Vec::new();
+    for i in 0..TYPERS {
+        typers.push(a.user(&format!("Typer {i}")).await);
+    }
+    let mut conversations = Vec::new();
+    for _ in 0..CONVERSATIONS {
+        let mut members = typers.clone();
+        members.push(bob);
+        conversations.push(a.conversation(&members).await);
+    }
+    let mut bob_b = b.connect(bob).await;
+    let mut clients = Vec::new();
+    for t in &typers {
+        clients.push(a.connect(*t).await);
+    }
+    let mut samples = Vec::new();
+    for conv in &conversations {
+        for client in clients.iter_mut() {
+            let sent = Instant::now();
+            client
+                .send("typing_start", json!({"conversation_id": conv}))
+                .await;
+            let t = bob_b.next_of("user_typing").await;
+            samples.push(sent.elapsed());
+            assert_eq!(t["conversation_id"], json!(conv), "{t}");
+            assert_eq!(t["is_typing"], true, "{t}");
+        }
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "cross-node typing latency (A → Redis → B), {} starts: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        at(1.0)
+    );
+    assert_eq!(samples.len(), TYPERS * CONVERSATIONS);
+    assert!(
+        typings(&bob_b.drain().await).is_empty(),
+        "each start reached Bob once"
+    );
+}
+
+/// As nodes are added, a typing event still costs one publish plus one
+/// delivery per node hosting a member: nodes without members get nothing.
+#[tokio::test]
+async fn messages_per_typing_event_do_not_grow_with_the_cluster() {
+    const PUBLISHED: &str = "presence_cluster_published_total{kind=\"typing\"}";
+    const RECEIVED: &str = "presence_cluster_received_total{kind=\"typing\"}";
+    for n in [2, 3, 4] {
+        let Some(c) = Cluster::start(
+            "messages_per_typing_event_do_not_grow_with_the_cluster",
+            n,
+            Options::default(),
+        )
+        .await
+        else {
+            return;
+        };
+        let (a, b) = (&c[0], &c[1]);
+        let (ann, bob) = (a.user("Ann").await, a.user("Bob").await);
+        let conv = a.conversation(&[ann, bob]).await;
+        let mut ann_a = a.connect(ann).await;
+        let mut bob_b = b.connect(bob).await;
+        // Every other node has a user of its own, busy elsewhere.
+        let mut others = Vec::new();
+        for node in &c.nodes[2..] {
+            let u = a.user("Other").await;
+            a.conversation(&[u, ann]).await;
+            others.push(node.connect(u).await);
+        }
+        let published_before = c.metric_sum(PUBLISHED).await;
+        let received_before = c.metric_sum(RECEIVED).await;
+        const EVENTS: usize = 4;
+        for i in 0..EVENTS {
+            let (kind, typing) = if i % 2 == 0 {
+                ("typing_start", true)
+            } else {
+                ("typing_stop", false)
+            };
+            ann_a.send(kind, json!({"conversation_id": conv})).await;
+            assert_eq!(bob_b.next_of("user_typing").await["is_typing"], typing);
+        }
+        let published = c.metric_sum(PUBLISHED).await - published_before;
+        let received = c.metric_sum(RECEIVED).await - received_before;
+        let per_event = (published + received) / EVENTS as f64;
+        eprintln!(
+            "{n} nodes, members on 2: {published} published, {received} received for \
+             {EVENTS} typing events: {per_event:.2} Redis messages per event"
+        );
+        for node in &c.nodes[2..] {
+            assert_eq!(
+                node.metric(RECEIVED).await,
+                0.0,
+                "{} hosts no member of the conversation",
+                node.id
+            );
+        }
+        assert_eq!(per_event, 3.0, "1 publish + 1 delivery to each of 2 nodes");
+    }
+}
