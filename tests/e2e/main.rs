@@ -3,6 +3,7 @@
 mod bad_input;
 mod containment;
 mod lifecycle;
+mod outage;
 mod plugins;
 mod rest;
 mod status;

@@ -3,6 +3,7 @@
 //! `presence` processes sharing PostgreSQL and Redis.
 
 pub mod cluster;
+pub mod proxy;
 
 use std::io::Write;
 use std::net::SocketAddr;

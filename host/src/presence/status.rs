@@ -500,7 +500,9 @@ pub(super) async fn run_flusher(presence: Weak<Presence>, stop: CancellationToke
                 p.write_behind.record(user, status, now);
             }
         }
-        if !p.write_behind.flush(&p.directory).await {
+        // A failed write stays pending: retry it until the store takes it,
+        // not at the next interval.
+        while !p.write_behind.flush(&p.directory).await {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(super::flush::RETRY_DELAY) => {}

@@ -1,0 +1,112 @@
+//! The database going away and coming back: the server says so on
+//! `/healthz`, keeps its users' presence, and writes `last_seen` once it can.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_e2e::proxy::{TcpProxy, target_of};
+use presence_e2e::*;
+use reqwest::StatusCode;
+
+/// Upper bound on a state change the server notices by itself.
+const WITHIN: Duration = Duration::from_secs(15);
+
+async fn wait_for_health(app: &TestApp, want: StatusCode) {
+    let started = std::time::Instant::now();
+    loop {
+        let got = app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "/healthz still {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Failed `last_seen` flushes so far (the counter is process-wide).
+async fn flush_failures(app: &TestApp) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    presence_e2e::cluster::parse_metric(&text, "presence_last_seen_flush_failures_total")
+        .expect("the flush failure counter")
+}
+
+#[tokio::test]
+async fn last_seen_written_during_a_database_outage_is_retried_not_lost() {
+    let Some(schema) =
+        PgSchema::create("last_seen_written_during_a_database_outage_is_retried_not_lost").await
+    else {
+        return;
+    };
+    let proxy = TcpProxy::start(target_of(&schema.url)).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_on(proxy.url_for(&schema.url), dir, |_| {}).await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    app.contacts(bob, &[ann]).await;
+    let mut b = app.connect(bob).await;
+    let a = app.connect(ann).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    wait_for_health(&app, StatusCode::OK).await;
+
+    proxy.cut();
+    wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let failures_before = flush_failures(&app).await;
+    // Presence goes on from memory: Ann leaves and Bob hears it.
+    let left_at = chrono::Utc::now();
+    a.close().await;
+    let offline = b.next_of("user_status").await;
+    assert_eq!(offline["status"], "offline", "{offline}");
+    let started = std::time::Instant::now();
+    while flush_failures(&app).await <= failures_before {
+        assert!(
+            started.elapsed() < WITHIN,
+            "no last_seen write was attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.restore();
+    wait_for_health(&app, StatusCode::OK).await;
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&schema.url).await.unwrap();
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let seen: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
+                .bind(ann)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        if let Some(seen) = seen {
+            break seen;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "Ann's last_seen never reached the database after it came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        (stored - left_at).num_seconds().abs() <= 2,
+        "the stored last_seen ({stored}) is when she left ({left_at})"
+    );
+    drop(conn);
+    app.stop().await.expect("clean exit");
+    schema.drop().await;
+}
