@@ -110,6 +110,11 @@ struct Server {
     admin_key: Option<String>,
 }
 
+/// mimalloc keeps memory per connection lower than the system allocator:
+/// many small, long-lived allocations per connection, freed in any order.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -15,7 +15,7 @@ use crate::ws::session;
 
 /// Read buffer per connection: tungstenite's 128 KiB default would dominate
 /// the memory of an idle connection.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const READ_BUFFER_BYTES: usize = 1024;
 /// Bytes buffered before a write is pushed to the socket.
 pub const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Longest locale tag accepted from `?locale=`.
