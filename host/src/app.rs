@@ -166,13 +166,25 @@ async fn join_cluster(config: &Config, url: &str, store: &Store) -> anyhow::Resu
         tracing::warn!("a cluster needs a postgres:// database that every node shares");
     }
     let settings = &config.cluster;
+    let node_id = settings
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()));
+    // It goes into Redis keys, field names and `|`-separated messages.
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if node_id.is_empty()
+        || node_id.len() > 64
+        || node_id.starts_with('_')
+        || !node_id.chars().all(valid)
+    {
+        anyhow::bail!(
+            "node id {node_id:?}: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '_'"
+        );
+    }
     Cluster::connect(ClusterConfig {
         redis_url: url.to_owned(),
         prefix: settings.redis_prefix.clone(),
-        node_id: settings
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple())),
+        node_id,
         lease: Duration::from_millis(settings.lease_ms),
         heartbeat: Duration::from_millis(settings.heartbeat_ms),
     })

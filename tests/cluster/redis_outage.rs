@@ -204,3 +204,67 @@ async fn nodes_serve_their_own_users_through_a_redis_outage_and_reconcile_after_
         "{t}"
     );
 }
+
+/// Redis stops answering for longer than a lease but keeps its data (as a
+/// stalled or partitioned Redis does): when it answers again watchers see
+/// no offline/online flap and everyone is still online. (Whether a node
+/// would have been reaped is hidden here by the nodes' own links dropping
+/// during the stall; the guards against it are in the HEARTBEAT script and
+/// the node's grace after Redis returns.)
+#[tokio::test]
+async fn a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline() {
+    const TEST: &str = "a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline";
+    if cluster::skip(TEST) {
+        return;
+    }
+    let redis = PrivateRedis::new().await;
+    let Some(c) = Cluster::start(
+        TEST,
+        2,
+        Options {
+            redis_url: Some(redis.url()),
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&c[0], &c[1]);
+    let nodes = c.all();
+    // Each watches the other, so whichever node is wrongly taken for dead,
+    // a watcher on the other one would see it.
+    let (ann, bob) = (a.user("Ann").await, a.user("Bob").await);
+    a.contacts(bob, &[ann]).await;
+    a.contacts(ann, &[bob]).await;
+    let mut bob_b = b.connect(bob).await;
+    let mut ann_a = a.connect(ann).await;
+    assert_eq!(bob_b.next_of("user_status").await["status"], "online");
+
+    // DEBUG SLEEP blocks the whole server, data intact, past every lease.
+    let stall = c.lease + Duration::from_secs(2);
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "DEBUG", "SLEEP"])
+        .arg(stall.as_secs_f64().to_string())
+        .output()
+        .await
+        .expect("redis-cli runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "OK",
+        "Redis slept: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("every node up again", RECONNECT, || all_up(&nodes, 1.0)).await;
+
+    quiet_for(c.lease + GRACE + SLACK).await;
+    for (who, client) in [("Bob", &mut bob_b), ("Ann", &mut ann_a)] {
+        let frames = client.drain().await;
+        assert!(
+            statuses(&frames).is_empty(),
+            "{who}: both stayed connected through the stall: no offline, no online: {frames:?}"
+        );
+    }
+    let s = same_everywhere(&nodes, bob, &format!("/api/v1/users/{ann}/status")).await;
+    assert_eq!(s["data"]["status"], "online", "{s}");
+}

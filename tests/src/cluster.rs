@@ -575,6 +575,8 @@ impl PrivateRedis {
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
+            // `DEBUG SLEEP` stalls it with its data intact.
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())

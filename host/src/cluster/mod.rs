@@ -40,6 +40,8 @@ use wire::{Message, Names};
 
 /// A Redis command slower than this counts as Redis being unreachable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The scripts may walk every user of a node; they get longer.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages waiting to be published; beyond this they are dropped (counted).
 const OUTBOX: usize = 65_536;
 /// Channels per SUBSCRIBE command when resubscribing everything.
@@ -93,6 +95,13 @@ pub struct Cluster {
     resync: AtomicBool,
     /// Redis lost this node's lease: the resync announces every user again.
     lease_lost: AtomicBool,
+    /// No reaping before this: after Redis comes back, the other nodes get
+    /// one lease to renew theirs before anyone is taken for dead.
+    reap_from: parking_lot::Mutex<tokio::time::Instant>,
+    /// Asks the link task to drop its connection and resubscribe.
+    relink: Notify,
+    /// Users a previous run of this node id left in Redis, now offline.
+    left_behind: parking_lot::Mutex<Vec<(Uuid, DateTime<Utc>)>>,
     interest: tokio::sync::Mutex<Interest>,
     dirty: parking_lot::Mutex<HashMap<Uuid, Pending>>,
     wake: Notify,
@@ -183,7 +192,14 @@ fn drop_ref(refs: &mut HashMap<Uuid, u32>, key: Uuid) -> bool {
 }
 
 async fn timed<T>(f: impl Future<Output = redis::RedisResult<T>>) -> anyhow::Result<T> {
-    Ok(tokio::time::timeout(COMMAND_TIMEOUT, f)
+    timed_for(COMMAND_TIMEOUT, f).await
+}
+
+async fn timed_for<T>(
+    limit: Duration,
+    f: impl Future<Output = redis::RedisResult<T>>,
+) -> anyhow::Result<T> {
+    Ok(tokio::time::timeout(limit, f)
         .await
         .context("Redis did not answer in time")??)
 }
@@ -202,7 +218,7 @@ impl Cluster {
             redis::Client::open(config.redis_url.as_str()).context("parsing the Redis URL")?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(SCRIPT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(MAX_BACKOFF);
         let conn = timed(client.get_connection_manager_with_config(manager))
@@ -222,16 +238,23 @@ impl Cluster {
             link_changed: Notify::new(),
             resync: AtomicBool::new(false),
             lease_lost: AtomicBool::new(false),
+            reap_from: parking_lot::Mutex::new(tokio::time::Instant::now()),
+            relink: Notify::new(),
+            left_behind: Default::default(),
             interest: Default::default(),
             dirty: Default::default(),
             wake: Notify::new(),
             outbox,
             outbox_rx: parking_lot::Mutex::new(Some(outbox_rx)),
         });
-        cluster
+        // What a previous run under this id left is gone now; recorded
+        // (last_seen, status) once the node runs.
+        let left = cluster
             .update("r", Vec::new())
             .await
-            .context("registering the node in Redis")?;
+            .context("registering the node in Redis")?
+            .unwrap_or_default();
+        *cluster.left_behind.lock() = left;
         let mut conn = cluster.conn.clone();
         let gone: redis::RedisResult<()> = redis::cmd("PUBLISH")
             .arg(cluster.names.bus())
@@ -277,9 +300,11 @@ impl Cluster {
     }
 
     /// Queues a message; dropped (and counted) while Redis is down or the
-    /// outbox is full, where local delivery goes on without it.
+    /// outbox is full, where local delivery goes on without it. A node whose
+    /// subscription is down still publishes: others hear it.
     pub fn publish(&self, kind: Kind, channel: String, payload: String) {
-        if !self.is_up() {
+        if !self.redis_up.load(Ordering::SeqCst) {
+            METRICS.cluster_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match self.outbox.try_send((channel, payload)) {
@@ -300,8 +325,16 @@ impl Cluster {
     /// Subscribes to what a newly connected `user` needs (their
     /// conversations' typing, their watched users' status); returns once
     /// Redis confirmed, so nothing published after is missed.
-    pub async fn track(&self, user: Uuid, conversations: Ids, watched: Ids) -> Vec<Uuid> {
-        self.set_interest(user, Some((conversations, watched)), || true)
+    /// Only if `still_here` says so once the subscriptions are locked, so a
+    /// user who left meanwhile leaves nothing subscribed.
+    pub async fn track(
+        &self,
+        user: Uuid,
+        conversations: Ids,
+        watched: Ids,
+        still_here: impl Fn() -> bool,
+    ) -> Vec<Uuid> {
+        self.set_interest(user, Some((conversations, watched)), still_here)
             .await
     }
 
@@ -367,12 +400,13 @@ impl Cluster {
         Ok(fields.into_iter().filter(|f| !f.starts_with('_')).collect())
     }
 
-    /// Runs the update script; returns the users now offline everywhere.
+    /// Runs the update script; returns the users now offline everywhere,
+    /// or `None` when this node holds no lease (nothing was written).
     async fn update(
         &self,
         flags: &str,
         entries: Vec<(Uuid, String, Option<DateTime<Utc>>)>,
-    ) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    ) -> anyhow::Result<Option<Vec<(Uuid, DateTime<Utc>)>>> {
         let mut call = self.scripts.update.prepare_invoke();
         call.arg(self.names.prefix())
             .arg(&*self.node)
@@ -385,8 +419,8 @@ impl Cluster {
             );
         }
         let mut conn = self.conn.clone();
-        let out: Vec<String> = timed(call.invoke_async(&mut conn)).await?;
-        Ok(gone_pairs(&out))
+        let out: Vec<String> = timed_for(SCRIPT_TIMEOUT, call.invoke_async(&mut conn)).await?;
+        Ok((out.first().map(String::as_str) == Some("1")).then(|| gone_pairs(&out[1..])))
     }
 
     /// Renews the lease, reaps dead nodes, writes pending changes, and
@@ -412,15 +446,26 @@ impl Cluster {
     }
 
     async fn beat(&self, presence: &Weak<Presence>) {
+        if let Some(p) = presence.upgrade() {
+            for (user, at) in std::mem::take(&mut *self.left_behind.lock()) {
+                p.offline_everywhere(user, at);
+            }
+        }
+        self.check_link().await;
         let mut conn = self.conn.clone();
         let mut call = self.scripts.heartbeat.prepare_invoke();
+        let reap = tokio::time::Instant::now() >= *self.reap_from.lock();
         call.arg(self.names.prefix())
             .arg(&*self.node)
-            .arg(self.lease.as_millis() as u64);
-        match timed(call.invoke_async::<Vec<String>>(&mut conn)).await {
+            .arg(self.lease.as_millis() as u64)
+            .arg(if reap { "1" } else { "0" });
+        match timed_for(SCRIPT_TIMEOUT, call.invoke_async::<Vec<String>>(&mut conn)).await {
             Ok(out) => {
                 if !self.redis_up.swap(true, Ordering::SeqCst) {
                     tracing::info!("Redis is back");
+                    // Redis may have kept every lease, now stale: give the
+                    // other nodes one lease to renew theirs.
+                    *self.reap_from.lock() = tokio::time::Instant::now() + self.lease;
                     self.resync.store(true, Ordering::SeqCst);
                 }
                 if out.first().map(String::as_str) == Some("1") {
@@ -435,6 +480,20 @@ impl Cluster {
                 }
             }
             Err(e) => self.lost(&e),
+        }
+    }
+
+    /// A subscription can look alive on a half-open connection: PING it.
+    async fn check_link(&self) {
+        let mut interest = self.interest.lock().await;
+        let Some(sink) = interest.sink.as_mut() else {
+            return;
+        };
+        if timed(sink.ping::<redis::Value>()).await.is_err() {
+            tracing::warn!("the Redis subscription did not answer PING; reconnecting");
+            interest.sink = None;
+            self.link_up.store(false, Ordering::SeqCst);
+            self.relink.notify_one();
         }
     }
 
@@ -467,9 +526,20 @@ impl Cluster {
             .collect();
         let Some(p) = presence.upgrade() else { return };
         match self.update("", entries).await {
-            Ok(gone) => {
+            Ok(Some(gone)) => {
                 for (user, at) in gone {
                     p.offline_everywhere(user, at);
+                }
+            }
+            Ok(None) => {
+                // Taken for dead meanwhile: republish everything, these too.
+                tracing::warn!("this node's lease was gone; publishing its state again");
+                self.lease_lost.store(true, Ordering::SeqCst);
+                self.resync.store(true, Ordering::SeqCst);
+                self.wake.notify_one();
+                let mut dirty = self.dirty.lock();
+                for (user, pending) in batch {
+                    dirty.entry(user).or_insert(pending);
                 }
             }
             Err(e) => {
@@ -514,7 +584,7 @@ impl Cluster {
         let flags = if lease_lost { "rf" } else { "r" };
         match self.update(flags, entries).await {
             Ok(gone) => {
-                for (user, at) in gone {
+                for (user, at) in gone.unwrap_or_default() {
                     p.offline_everywhere(user, at);
                 }
                 tracing::info!(
@@ -590,11 +660,19 @@ impl Cluster {
                 tracing::info!("Redis link restored");
                 self.resync.store(true, Ordering::SeqCst);
                 self.wake.notify_one();
+                if let Some(p) = presence.upgrade() {
+                    // Messages published while this node was not listening
+                    // are lost: what they would have changed is reloaded.
+                    let this = p.clone();
+                    p.tasks
+                        .spawn(async move { this.after_missed_messages().await });
+                }
             }
             first = false;
             loop {
                 let msg = tokio::select! {
                     _ = stop.cancelled() => return,
+                    _ = self.relink.notified() => None,
                     m = stream.next() => m,
                 };
                 let Some(msg) = msg else { break };
@@ -657,8 +735,10 @@ impl Cluster {
             .into_iter()
             .map(|(u, at)| (u, String::new(), Some(at)))
             .collect();
-        let gone = match self.update("", entries).await {
-            Ok(gone) => gone,
+        // The whole state (`r`): anything else this node still has in Redis
+        // goes too, so nothing outlives the lease removed below.
+        let gone = match self.update("r", entries).await {
+            Ok(gone) => gone.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %format_args!("{e:#}"), "leaving the cluster failed; the lease will expire");
                 return Vec::new();

@@ -37,8 +37,10 @@ local function agg(key)
   return st, act, seen
 end
 -- Sequence numbers are Redis time in microseconds (at least last + 1), so
--- they keep growing across a Redis restart that loses the counter.
-local function announce(user, st, act, seen, now)
+-- they keep growing across a Redis restart that loses the counter. A replay
+-- (a node republishing its state) is marked so that nodes drop it where
+-- watchers were already told that status.
+local function announce(user, st, act, seen, now, replay)
   local last = tonumber(redis.call('GET', P .. ':seq') or '0')
   local seq = now * 1000
   if seq <= last then seq = last + 1 end
@@ -46,12 +48,12 @@ local function announce(user, st, act, seen, now)
   local ls = ''
   if st == 'away' then ls = int(act) elseif st == 'offline' and seen then ls = int(seen) end
   redis.call('PUBLISH', P .. ':status:' .. user,
-    user .. '|' .. st .. '|' .. int(now) .. '|' .. ls .. '|' .. int(seq))
+    user .. '|' .. st .. '|' .. int(now) .. '|' .. ls .. '|' .. int(seq) .. '|' .. (replay and '1' or '0'))
 end
 -- Sets (or with value '' removes) one node's entry for a user; announces
 -- the user's status when it changed, or always when forced. Returns the
 -- last seen (ms) when the user went offline everywhere, else nil.
-local function apply(node, user, value, seen, force, now)
+local function apply(node, user, value, seen, force, replay, now)
   local key = P .. ':live:' .. user
   local before = agg(key)
   if value == '' then
@@ -71,7 +73,7 @@ local function apply(node, user, value, seen, force, now)
   else
     redis.call('PERSIST', key)
   end
-  if st ~= before or force then announce(user, st, act, s, now) end
+  if st ~= before or force then announce(user, st, act, s, now, replay) end
   if st == 'offline' and before ~= 'offline' then return s or now end
   return nil
 end
@@ -79,25 +81,30 @@ end
 
 /// `ARGV`: prefix, node, flags (`f`: announce every listed user even if
 /// unchanged; `r`: the list is the node's whole state, so drop its other
-/// users and renew its lease), lease ms, then `user, value, seen_ms`
-/// triples (value `o<ms>`/`a<ms>` = online/away with last activity, `''` =
-/// gone). Returns `user, seen_ms` pairs of users now offline everywhere.
+/// users and renew its lease; its announcements are replays), lease ms,
+/// then `user, value, seen_ms` triples (value `o<ms>`/`a<ms>` = online/away
+/// with last activity, `''` = gone). Returns `lease` (`1`, or `0` when the
+/// node holds no lease: then nothing was written, since a node taken for
+/// dead must republish its whole state), then `user, seen_ms` pairs of
+/// users now offline everywhere.
 const UPDATE: &str = r#"
 local node, flags, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local force = string.find(flags, 'f', 1, true) ~= nil
+local whole = string.find(flags, 'r', 1, true) ~= nil
 local now = now_ms()
-local out, listed = {}, {}
+if not whole and not redis.call('ZSCORE', P .. ':nodes', node) then return { '0' } end
+if whole then redis.call('ZADD', P .. ':nodes', now + ttl, node) end
+local out, listed = { '1' }, {}
 for i = 5, #ARGV, 3 do
   local user = ARGV[i]
   listed[user] = true
-  local gone = apply(node, user, ARGV[i + 1], tonumber(ARGV[i + 2]), force, now)
+  local gone = apply(node, user, ARGV[i + 1], tonumber(ARGV[i + 2]), force, whole, now)
   if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
 end
-if string.find(flags, 'r', 1, true) then
-  redis.call('ZADD', P .. ':nodes', now + ttl, node)
+if whole then
   for _, user in ipairs(redis.call('SMEMBERS', P .. ':node:' .. node)) do
     if not listed[user] then
-      local gone = apply(node, user, '', now, force, now)
+      local gone = apply(node, user, '', now, force, whole, now)
       if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
     end
   end
@@ -105,24 +112,28 @@ end
 return out
 "#;
 
-/// `ARGV`: prefix, node, lease ms. Renews this node's lease, then ends the
-/// leases that expired: their users leave (offline, with the dead node's
-/// last heartbeat as last seen, unless connected elsewhere), and `gone|node`
-/// goes to every node. Returns `registered, user, seen_ms, …` where
-/// `registered` is 1 if this node had no lease (it was taken for dead, or
-/// Redis lost it) and must publish its whole state again.
+/// `ARGV`: prefix, node, lease ms, reap (`1`/`0`). Renews this node's
+/// lease, then (when reaping) ends the leases that expired: their users
+/// leave (offline, with the dead node's last heartbeat as last seen, unless
+/// connected elsewhere), and `gone|node` goes to every node. Returns
+/// `registered, user, seen_ms, …` where `registered` is 1 if this node had
+/// no lease (it was taken for dead, or Redis lost it) and must publish its
+/// whole state again. A node whose own lease had run out (it, or Redis,
+/// stalled) reaps nobody: the others were likely as late as it was.
 const HEARTBEAT: &str = r#"
 local node, ttl = ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local nodes = P .. ':nodes'
+local mine = redis.call('ZSCORE', nodes, node)
 local out = { redis.call('ZADD', nodes, now + ttl, node) }
+if ARGV[4] ~= '1' or not mine or tonumber(mine) < now then return out end
 local expired = redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'WITHSCORES')
 for i = 1, #expired, 2 do
   local dead, seen = expired[i], tonumber(expired[i + 1]) - ttl
   redis.call('ZREM', nodes, dead)
   local members = P .. ':node:' .. dead
   for _, user in ipairs(redis.call('SMEMBERS', members)) do
-    local gone = apply(dead, user, '', seen, false, now)
+    local gone = apply(dead, user, '', seen, false, false, now)
     if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
   end
   redis.call('DEL', members)

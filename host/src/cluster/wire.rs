@@ -107,6 +107,9 @@ pub struct StatusEvent {
     pub at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
     pub seq: u64,
+    /// A node republished its state (after Redis came back): nodes whose
+    /// watchers were last told this status drop it.
+    pub replay: bool,
 }
 
 pub fn typing(user: Uuid, start: bool, origin: &str) -> String {
@@ -158,7 +161,7 @@ impl Names {
         }
         if rest.starts_with("status:") {
             let p: Vec<&str> = payload.split('|').collect();
-            let [user, status, at, last_seen, seq] = p.as_slice() else {
+            let [user, status, at, last_seen, seq, replay] = p.as_slice() else {
                 return None;
             };
             return Some(Message::Status(StatusEvent {
@@ -171,6 +174,7 @@ impl Names {
                     Some(millis(last_seen)?)
                 },
                 seq: seq.parse().ok()?,
+                replay: *replay == "1",
             }));
         }
         let (kind, body) = payload.split_once('|')?;
@@ -247,7 +251,7 @@ mod tests {
             n.parse(&n.bus(), &node_gone("x")),
             Some(Message::NodeGone { node: "x".into() })
         );
-        let status = format!("{u}|away|1700000000123|1700000000000|1700000000123000");
+        let status = format!("{u}|away|1700000000123|1700000000000|1700000000123000|0");
         let Some(Message::Status(e)) = n.parse(&n.status(u), &status) else {
             panic!("a status event");
         };

@@ -95,6 +95,11 @@ impl<V: Clone> Cache<V> {
         self.map.insert(key, value);
     }
 
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.map.clear();
+    }
+
     fn invalidate(&self, key: &Uuid) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.map.remove(key);
@@ -249,6 +254,15 @@ impl Directory {
         self.watchers
             .get_or_load(user, self.store.watchers_of(user))
             .await
+    }
+
+    /// Forgets everything cached (changes may have been missed).
+    pub fn clear(&self) {
+        self.profiles.clear();
+        self.members.clear();
+        self.conversations.clear();
+        self.contacts.clear();
+        self.watchers.clear();
     }
 
     pub fn invalidate_profile(&self, user: &Uuid) {

@@ -127,7 +127,11 @@ impl Presence {
         };
         let conversations = self.directory.conversations_of(user).await?;
         let watched: Ids = self.watched_by(user).await?.into();
-        let unwatched = c.track(user, conversations, watched).await;
+        let unwatched = c
+            .track(user, conversations, watched, || {
+                self.registry.users.contains_key(&user)
+            })
+            .await;
         self.forget_announced(&unwatched);
         Ok(())
     }
@@ -235,7 +239,7 @@ impl Presence {
                 if let (Status::Offline, Some(at)) = (e.status, e.last_seen) {
                     self.directory.set_last_seen(&e.user, at);
                 }
-                self.spawn_announce(
+                self.spawn_announce_as(
                     e.user,
                     Change {
                         seq: e.seq,
@@ -243,13 +247,20 @@ impl Presence {
                         at: e.at,
                         last_seen: e.last_seen,
                     },
+                    e.replay,
                 );
             }
+            // Off the link task: these reload from the database (and a
+            // plugin compiles), which must not hold up typing and status.
+            // Reloads read the latest state, so their order does not matter.
             Message::Directory { origin, change } => {
-                if !own(&origin)
-                    && let Err(e) = self.apply_directory_change(&change, false).await
-                {
-                    tracing::warn!(error = %e, ?change, "applying a directory change failed");
+                if !own(&origin) {
+                    let this = self.clone();
+                    self.tasks.spawn(async move {
+                        if let Err(e) = this.apply_directory_change(&change, false).await {
+                            tracing::warn!(error = %e, ?change, "applying a directory change failed");
+                        }
+                    });
                 }
             }
             Message::Plugin {
@@ -258,7 +269,9 @@ impl Presence {
                 sha256,
             } => {
                 if !own(&origin) {
-                    self.follow_plugin(slot, sha256).await;
+                    let this = self.clone();
+                    self.tasks
+                        .spawn(async move { this.follow_plugin(slot, sha256).await });
                 }
             }
             Message::NodeGone { node } => {
@@ -268,6 +281,29 @@ impl Presence {
             }
             Message::Activity { user } => self.activity(user),
             Message::Away { user } => self.set_away(user),
+        }
+    }
+
+    /// The link to Redis was down, so directory changes and plugin swaps
+    /// published meanwhile were missed: drop every cache, resubscribe for
+    /// every connected user, and serve the cluster's plugins.
+    pub(crate) async fn after_missed_messages(self: &Arc<Self>) {
+        self.directory.clear();
+        let users: Vec<Uuid> = self.registry.users.iter().map(|e| *e.key()).collect();
+        for user in users {
+            if let Err(e) = self.track(user).await {
+                tracing::warn!(error = %e, %user, "resubscribing failed");
+            }
+        }
+        match self.store().active_plugins().await {
+            Ok(active) => {
+                for (slot, sha256) in active {
+                    if let Ok(slot) = slot.parse() {
+                        self.follow_plugin(slot, sha256).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the cluster's plugins failed"),
         }
     }
 

@@ -98,12 +98,10 @@ impl Presence {
         let ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
         let lives = self.lives(&ids).await;
         for (id, l) in ids.iter().zip(&lives) {
-            // What this watcher is told now; a replay of it is not news.
+            // What this watcher is told now, when nothing was told here
+            // before: a replay of it is not news.
             let status = l.live.map_or(Status::Offline, |l| l.status);
-            self.announced
-                .entry(*id)
-                .and_modify(|e| e.1 = status)
-                .or_insert((0, status));
+            self.announced.entry(*id).or_insert((0, status));
         }
         let mut contacts: Vec<StatusObject> = Vec::with_capacity(subjects.len());
         for (subject, live) in subjects.iter().zip(lives) {
@@ -356,9 +354,15 @@ impl Presence {
     }
 
     pub(super) fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
+        self.spawn_announce_as(subject, change, false);
+    }
+
+    /// `replay`: a node republished its state; dropped here if the
+    /// watchers were last told this very status.
+    pub(super) fn spawn_announce_as(self: &Arc<Self>, subject: Uuid, change: Change, replay: bool) {
         let this = self.clone();
         self.tasks.spawn(async move {
-            if let Err(e) = this.announce(subject, change).await {
+            if let Err(e) = this.announce(subject, change, replay).await {
                 tracing::warn!(error = %e, %subject, "status fan-out failed");
             }
         });
@@ -366,7 +370,7 @@ impl Presence {
 
     /// Sends `user_status` to every connected watcher, each through the
     /// privacy policy; watchers who see the same thing share one payload.
-    async fn announce(&self, subject: Uuid, change: Change) -> store::Result<()> {
+    async fn announce(&self, subject: Uuid, change: Change, replay: bool) -> store::Result<()> {
         let started = std::time::Instant::now();
         let Some(subject_profile) = self.directory.profile(subject).await? else {
             return Ok(());
@@ -380,7 +384,7 @@ impl Presence {
         if watchers.is_empty() {
             // Nobody here to tell; remembered so a watcher who connects
             // later is not told it twice.
-            drop(self.note_announced(subject, change));
+            drop(self.note_announced(subject, change, replay));
             return Ok(());
         }
         let viewers = self.directory.profiles(&watchers).await?;
@@ -414,7 +418,7 @@ impl Presence {
         // this user is dropped rather than shown after it, and so is a
         // repeat of the status watchers here were last told.
         let mut delivered = 0;
-        if let Some(_order) = self.note_announced(subject, change) {
+        if let Some(_order) = self.note_announced(subject, change, replay) {
             for (w, f) in &deliveries {
                 delivered += self.registry.send(w, f);
             }
@@ -427,17 +431,23 @@ impl Presence {
     }
 
     /// Records `change` as the last one told about `subject`, unless it is
-    /// older than or repeats that one (then `None`: don't deliver). Hold the
-    /// returned guard while delivering, so deliveries keep this order.
+    /// older than that one, or a replay of the same status (then `None`:
+    /// don't deliver). Hold the returned guard while delivering, so
+    /// deliveries keep this order.
     fn note_announced(
         &self,
         subject: Uuid,
         change: Change,
+        replay: bool,
     ) -> Option<dashmap::mapref::one::RefMut<'_, Uuid, (u64, Status)>> {
         let mut last = match self.announced.entry(subject) {
-            dashmap::Entry::Occupied(e) => {
+            dashmap::Entry::Occupied(mut e) => {
                 let (seq, status) = *e.get();
-                if seq > change.seq || status == change.status {
+                if seq > change.seq {
+                    return None;
+                }
+                if replay && status == change.status {
+                    e.get_mut().0 = change.seq;
                     return None;
                 }
                 e.into_ref()
