@@ -358,8 +358,20 @@ fn measure_call_cost() {
     }
     let limits = started.elapsed() / CALLS;
 
+    let start = TypingStart {
+        member_count: 10,
+        other_typers: 1,
+        renewal: false,
+    };
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        std::hint::black_box(policies.on_typing_start(std::hint::black_box(start)));
+    }
+    let on_start = started.elapsed() / CALLS;
+
     println!(
-        "format_typers (4 names): {:.2} µs worded, {:.2} µs cached; privacy_view: {:.2} µs, typing_limits: {:.3} µs",
+        "on_typing_start: {:.2} µs; format_typers (4 names): {:.2} µs worded, {:.2} µs cached; privacy_view: {:.2} µs, typing_limits: {:.3} µs",
+        on_start.as_secs_f64() * 1e6,
         format.as_secs_f64() * 1e6,
         format_cached.as_secs_f64() * 1e6,
         view.as_secs_f64() * 1e6,
