@@ -41,12 +41,15 @@ impl SessionHandle {
         match self.tx.try_send(Outbound::Frame(frame)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    session = self.id,
-                    "send queue full: dropping slow connection"
-                );
-                self.kill.cancel();
+                // Counted once per connection, not per frame refused after.
+                if !self.kill.is_cancelled() {
+                    METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        session = self.id,
+                        "send queue full: dropping slow connection"
+                    );
+                    self.kill.cancel();
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }

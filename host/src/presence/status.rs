@@ -24,6 +24,9 @@ use crate::policy::{LastSeenView, WatcherScope};
 use crate::store;
 use crate::ws::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, frame};
 
+/// Watchers decided between two yields of a status fan-out.
+const YIELD_EVERY: usize = 256;
+
 /// A change every watcher should hear about.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Change {
@@ -390,7 +393,12 @@ impl Presence {
         let viewers = self.directory.profiles(&watchers).await?;
         let mut payloads: Vec<(StatusObject, Frame)> = Vec::new();
         let mut deliveries: Vec<(Uuid, Frame)> = Vec::with_capacity(watchers.len());
-        for w in &watchers {
+        for (i, w) in watchers.iter().enumerate() {
+            if i > 0 && i % YIELD_EVERY == 0 {
+                // A user with thousands of watchers must not hold the
+                // worker from everyone else's events meanwhile.
+                tokio::task::yield_now().await;
+            }
             let Some(viewer) = viewers.get(w) else {
                 continue;
             };
