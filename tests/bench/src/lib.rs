@@ -2,12 +2,17 @@
 //! See `src/main.rs` for usage; this library is what the CLI and the smoke
 //! test share.
 
+pub mod chart;
 pub mod floor;
 pub mod net;
 pub mod procstat;
 pub mod report;
 pub mod s1;
 pub mod s2;
+pub mod s3;
+pub mod s4;
+pub mod s5;
+pub mod s6;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

@@ -16,6 +16,17 @@
 //! - `s1`: N idle connections, 30 % of users on two devices: connects/s
 //!   (including JWT verification), connects per server CPU-second, server RSS
 //!   per connection, idle CPU.
+//! - `s3`: status churn: subjects with 100 watchers (and a heavy tail with
+//!   5,000) connect and disconnect on a schedule; status changes/s,
+//!   `user_status` latency (online from the intended connect, offline from
+//!   the intended disconnect + the server's 3 s grace).
+//! - `s4`: 100-id `GET /api/v1/users/status` against the server and the same
+//!   SELECT run directly with sqlx on its database (SQLite or PostgreSQL).
+//! - `s5`: S2 at a steady load while the typing plugin is swapped every few
+//!   seconds; p99 during swaps against steady state, events lost.
+//! - `s6`: S2 while 10 % of the clients stop reading: drops, RSS, the
+//!   others' latency before and after.
+//! - `chart`: SVG charts from the JSON lines of earlier runs.
 //! - `s2`: typing fan-out for groups of G (default 2, 10, 100): one typer per
 //!   group alternates `typing_start`/`typing_stop`; events/s, deliveries/s,
 //!   p50/p99/p99.9 latency, deliveries per server CPU-second. The server's
@@ -54,6 +65,8 @@
 //! kill -TERM $PID
 //! ```
 //!
+//! S3–S6 and the charts: see `docs/performance.md` for the commands.
+//!
 //! (`cargo run --release -p presence-bench -- s2 …` works the same; the admin
 //! key and JWT secret may also be given as `--admin-key` / `--jwt-secret`.)
 //! Run S1 on a freshly started server: RSS is a before/after delta, and a
@@ -70,7 +83,10 @@ use clap::{Args, Parser, Subcommand};
 use presence_bench::net::{Target, loopback_addr};
 use presence_bench::s1::{S1Config, S1Result};
 use presence_bench::s2::{S2Config, S2Result};
-use presence_bench::{FloorChild, floor, report, s1, s2, spawn_floor_child};
+use presence_bench::s3::S3Config;
+use presence_bench::s4::S4Config;
+use presence_bench::s5::S5Config;
+use presence_bench::{FloorChild, chart, floor, report, s1, s2, s3, s4, s5, s6, spawn_floor_child};
 
 #[derive(Parser)]
 #[command(
@@ -122,6 +138,108 @@ enum Command {
         floor: FloorArgs,
         #[command(flatten)]
         s2: S2Args,
+    },
+    /// S3: status churn.
+    S3 {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Subjects with --watchers-per-subject watchers each.
+        #[arg(long, default_value_t = 200)]
+        subjects: usize,
+        #[arg(long, default_value_t = 100)]
+        watchers_per_subject: usize,
+        /// Heavy tail: subjects with --tail-watchers watchers each.
+        #[arg(long, default_value_t = 2)]
+        tail_subjects: usize,
+        #[arg(long, default_value_t = 5000)]
+        tail_watchers: usize,
+        /// Watcher connections (0: the largest watcher set).
+        #[arg(long, default_value_t = 0)]
+        watchers: usize,
+        /// Seconds of one connect/disconnect cycle per subject.
+        #[arg(long, default_value_t = 6.0)]
+        period: f64,
+        /// Seconds a subject stays connected per cycle.
+        #[arg(long, default_value_t = 1.0)]
+        hold: f64,
+        /// The server's offline grace in seconds (status policy).
+        #[arg(long, default_value_t = 3.0)]
+        grace: f64,
+        #[arg(long, default_value_t = 12.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// S4: REST batch status against the server and the direct query.
+    S4 {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The server's database (sqlite:… or postgres:…), for setup and the floor.
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Queries per second of each warm run.
+        #[arg(long, value_delimiter = ',', default_value = "200,1000")]
+        rate: Vec<f64>,
+        /// Queries per second of the cold pass (every user once).
+        #[arg(long, default_value_t = 50.0)]
+        cold_rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// Connections of the direct floor's pool.
+        #[arg(long, default_value_t = 4)]
+        floor_pool: u32,
+    },
+    /// S5: S2 at a steady load while the typing plugin is swapped.
+    S5 {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        s2: S2Args,
+        /// Seconds between swaps.
+        #[arg(long, default_value_t = 3.0)]
+        swap_every: f64,
+        /// Seconds after a swap's answer that still count as "during".
+        #[arg(long, default_value_t = 0.5)]
+        settle: f64,
+        /// The component put back last: `builtin`, `large-groups` or a path.
+        #[arg(long, default_value = "builtin")]
+        plugin_a: String,
+        /// The other component.
+        #[arg(long, default_value = "large-groups")]
+        plugin_b: String,
+    },
+    /// S6: S2 while a share of the clients stops reading.
+    S6 {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        s2: S2Args,
+        /// Share of all connections that stop reading.
+        #[arg(long, default_value_t = 0.1)]
+        slow_share: f64,
+        /// Seconds after the schedule's start when they stop.
+        #[arg(long, default_value_t = 5.0)]
+        slow_after: f64,
+        /// SO_RCVBUF of the slow clients (0: the system default).
+        #[arg(long, default_value_t = 16384)]
+        slow_rcvbuf: u32,
+    },
+    /// SVG charts (latency against load, memory against connections) from
+    /// the JSON lines of earlier runs.
+    Chart {
+        /// Files with the runs' output (lines starting with `{` are read).
+        #[arg(long, required = true, num_args = 1..)]
+        input: Vec<std::path::PathBuf>,
+        #[arg(long, default_value = "target/bench-charts")]
+        out_dir: std::path::PathBuf,
     },
 }
 
@@ -227,7 +345,7 @@ async fn floor_target(
     ))
 }
 
-fn s2_configs(a: &S2Args, pid: Option<u32>) -> anyhow::Result<Vec<S2Config>> {
+fn s2_configs(a: &S2Args, pid: Option<u32>, renew: bool) -> anyhow::Result<Vec<S2Config>> {
     if a.rate.len() != 1 && a.rate.len() != a.groups.len() {
         bail!("--rate: give one value or one per group size");
     }
@@ -250,6 +368,8 @@ fn s2_configs(a: &S2Args, pid: Option<u32>) -> anyhow::Result<Vec<S2Config>> {
             source_addrs: a.common.source_addrs,
             drain: Duration::from_secs_f64(a.drain),
             pid,
+            renew,
+            ..S2Config::default()
         })
         .collect();
     // Check every plan before opening a single connection.
@@ -290,7 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::S0 { floor, s2 } => {
             let (target, pid, _child) = floor_target(&floor, cli.max_seconds).await?;
-            let cfgs = s2_configs(&s2, pid)?;
+            let cfgs = s2_configs(&s2, pid, false)?;
             report::s2_header();
             let results = run_s2_set(&target, &cfgs, s2.common.pause).await?;
             for r in &results {
@@ -346,7 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::S2 { target, floor, s2 } => {
             let presence = target.target()?;
-            let cfgs = s2_configs(&s2, target.pid)?;
+            let cfgs = s2_configs(&s2, target.pid, false)?;
             report::s2_header();
             let mut floor_results = Vec::new();
             if floor.compare_floor {
@@ -369,6 +489,141 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (p, f) in results.iter().zip(&floor_results) {
                 let v = report::s2_ratio(p, f);
                 report::json_line(&v);
+            }
+        }
+        Command::S3 {
+            target,
+            subjects,
+            watchers_per_subject,
+            tail_subjects,
+            tail_watchers,
+            watchers,
+            period,
+            hold,
+            grace,
+            duration,
+            drain,
+            common,
+        } => {
+            let cfg = S3Config {
+                subjects,
+                watchers_per_subject,
+                tail_subjects,
+                tail_watchers,
+                watchers,
+                period: Duration::from_secs_f64(period),
+                hold: Duration::from_secs_f64(hold),
+                grace: Duration::from_secs_f64(grace),
+                duration: Duration::from_secs_f64(duration),
+                connect_concurrency: common.concurrency,
+                source_addrs: common.source_addrs,
+                drain: Duration::from_secs_f64(drain),
+                pid: target.pid,
+            };
+            cfg.plan()?;
+            let r = s3::run(&target.target()?, &cfg).await.context("S3")?;
+            report::s3_table(&r);
+            report::json_line(&r.json());
+        }
+        Command::S4 {
+            target,
+            database_url,
+            users,
+            batch,
+            rate,
+            cold_rate,
+            duration,
+            max_in_flight,
+            floor_pool,
+        } => {
+            let addr = loopback_addr(&target.url)?;
+            let cfg = S4Config {
+                database_url,
+                users,
+                batch,
+                rates: rate,
+                duration: Duration::from_secs_f64(duration),
+                max_in_flight,
+                cold_rate,
+                floor_pool,
+                pid: target.pid,
+            };
+            report::s4_header();
+            let runs = s4::run(addr, &target.jwt_secret, &cfg, report::s4_row)
+                .await
+                .context("S4")?;
+            let backend = if cfg.database_url.starts_with("sqlite") {
+                "sqlite"
+            } else {
+                "postgres"
+            };
+            for r in &runs {
+                report::json_line(&r.json(backend));
+            }
+            for v in report::s4_ratios(backend, &runs) {
+                report::json_line(&v);
+            }
+        }
+        Command::S5 {
+            target,
+            s2,
+            swap_every,
+            settle,
+            plugin_a,
+            plugin_b,
+        } => {
+            let mut cfgs = s2_configs(&s2, target.pid, true)?;
+            if cfgs.len() != 1 {
+                bail!("S5 runs one group size");
+            }
+            if s2.interval < 3.1 {
+                bail!(
+                    "S5 needs --interval ≥ 3.1 (e.g. 3.2): the large-groups policy allows one \
+                     broadcast per 3 s, and the renewal halfway keeps its 3 s lease alive"
+                );
+            }
+            let mut cfg = S5Config::with_s2(cfgs.remove(0));
+            cfg.swap_every = Duration::from_secs_f64(swap_every);
+            cfg.settle = Duration::from_secs_f64(settle);
+            cfg.a = s5::component(&plugin_a)?;
+            cfg.b = s5::component(&plugin_b)?;
+            let r = s5::run(&target.target()?, &cfg).await.context("S5")?;
+            report::s5_table(&r);
+            report::json_line(&r.json());
+        }
+        Command::S6 {
+            target,
+            s2,
+            slow_share,
+            slow_after,
+            slow_rcvbuf,
+        } => {
+            let mut cfgs = s2_configs(&s2, target.pid, false)?;
+            if cfgs.len() != 1 {
+                bail!("S6 runs one group size");
+            }
+            let mut cfg = cfgs.remove(0);
+            cfg.slow_share = slow_share;
+            cfg.slow_after = Duration::from_secs_f64(slow_after);
+            cfg.slow_recv_buffer = (slow_rcvbuf > 0).then_some(slow_rcvbuf);
+            cfg.plan()?;
+            let r = s6::run(&target.target()?, &cfg).await.context("S6")?;
+            report::s6_table(&r);
+            report::json_line(&r.json());
+        }
+        Command::Chart { input, out_dir } => {
+            let mut runs = Vec::new();
+            for f in &input {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                runs.extend(chart::json_lines(&text));
+            }
+            let written = chart::write_charts(&runs, &out_dir)?;
+            if written.is_empty() {
+                bail!("no S1 or S2 lines in the input: nothing to chart");
+            }
+            for p in written {
+                println!("wrote {}", p.display());
             }
         }
     }

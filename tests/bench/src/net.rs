@@ -116,6 +116,17 @@ pub fn ws_config() -> WebSocketConfig {
 /// Opens a TCP connection from the next source address, then the WebSocket
 /// handshake on `path` (`/ws?token=…`, or `/` for the floor).
 pub async fn connect_ws(target: SocketAddr, sources: &Sources, path: &str) -> anyhow::Result<Ws> {
+    connect_ws_with(target, sources, path, None).await
+}
+
+/// [`connect_ws`] with the client socket's `SO_RCVBUF` set before connecting
+/// (S6's slow consumers: a small receive window fills after a few frames).
+pub async fn connect_ws_with(
+    target: SocketAddr,
+    sources: &Sources,
+    path: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Ws> {
     let socket = match target {
         // With one source address the kernel's own choice (127.0.0.1) is the
         // same, and connect-time port selection is much cheaper than bind(ip, 0),
@@ -130,6 +141,9 @@ pub async fn connect_ws(target: SocketAddr, sources: &Sources, path: &str) -> an
         }
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     let stream = socket
         .connect(target)
         .await
@@ -151,14 +165,25 @@ pub async fn connect_client(
     token: Option<&str>,
     group: &str,
 ) -> anyhow::Result<Ws> {
+    connect_client_with(target, sources, token, group, None).await
+}
+
+/// [`connect_client`] with an optional `SO_RCVBUF` for the client socket.
+pub async fn connect_client_with(
+    target: &Target,
+    sources: &Sources,
+    token: Option<&str>,
+    group: &str,
+    recv_buffer: Option<u32>,
+) -> anyhow::Result<Ws> {
     let fut = async {
         let mut ws = match target {
             Target::Presence { addr, .. } => {
                 let token = token.context("a presence client needs a token")?;
-                connect_ws(*addr, sources, &format!("/ws?token={token}")).await?
+                connect_ws_with(*addr, sources, &format!("/ws?token={token}"), recv_buffer).await?
             }
             Target::Floor { addr } => {
-                let mut ws = connect_ws(*addr, sources, "/").await?;
+                let mut ws = connect_ws_with(*addr, sources, "/", recv_buffer).await?;
                 ws.send(Message::text(group.to_owned())).await?;
                 ws
             }
@@ -250,6 +275,57 @@ impl Admin {
         .collect()
     }
 
+    /// Sets each user's contact list (`(user, contacts)`): the user becomes a
+    /// watcher of every contact.
+    pub async fn contacts(&self, lists: &[(Uuid, Vec<Uuid>)]) -> anyhow::Result<()> {
+        futures_util::stream::iter(lists.iter().map(|(user, contacts)| {
+            self.put(
+                format!("/users/{user}/contacts"),
+                json!({"user_ids": contacts}),
+            )
+        }))
+        .buffer_unordered(ADMIN_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+    }
+
+    /// `PUT /plugins/{slot}` with a component's bytes; the server's answer on
+    /// success, the status and body as an error otherwise.
+    pub async fn install_plugin(&self, slot: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .put(format!("{}/plugins/{slot}", self.base))
+            .bearer_auth(&self.key)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("admin PUT /plugins/{slot}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("admin PUT /plugins/{slot}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One counter or gauge from `/metrics` (admin key), `None` when absent.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let base = self.base.trim_end_matches("/api/v1/admin");
+        let text = self
+            .http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .context("GET /metrics")?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(metric_value(&text, name))
+    }
+
     /// Sets each conversation's member set.
     pub async fn conversations(&self, convs: &[(Uuid, Vec<Uuid>)]) -> anyhow::Result<()> {
         futures_util::stream::iter(convs.iter().map(|(id, members)| {
@@ -266,9 +342,28 @@ impl Admin {
     }
 }
 
+/// The value of an unlabelled sample `name` in Prometheus text format.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_an_unlabelled_metric() {
+        let text =
+            "# HELP x y\npresence_send_queue_drops_total 3\npresence_send_queue_drops_totalx 9\n";
+        assert_eq!(
+            metric_value(text, "presence_send_queue_drops_total"),
+            Some(3.0)
+        );
+        assert_eq!(metric_value(text, "nope"), None);
+    }
 
     #[test]
     fn only_loopback_targets() {

@@ -18,6 +18,33 @@ impl ProcSample {
     }
 }
 
+/// CPU seconds per wall second between two samples `wall` seconds apart.
+pub fn share(before: Option<ProcSample>, after: Option<ProcSample>, wall: f64) -> Option<f64> {
+    match (before, after) {
+        (Some(b), Some(a)) if wall > 0.0 => Some(b.cpu_seconds_until(&a) / wall),
+        _ => None,
+    }
+}
+
+/// Kernel memory of all TCP sockets of this host, KiB (`mem` pages on the
+/// `TCP:` line of `/proc/net/sockstat`, 4 KiB pages): where a slow reader's
+/// backlog sits before it reaches a server's own queue. System-wide.
+pub fn tcp_mem_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    tcp_mem_pages(&text).map(|p| p * 4)
+}
+
+fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == "mem" {
+            return it.next()?.parse().ok();
+        }
+    }
+    None
+}
+
 /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`; `None` if the process is gone.
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -67,6 +94,13 @@ mod tests {
         let stat =
             "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 4 0 5 0 0";
         assert_eq!(cpu_ticks(stat), Some(287));
+    }
+
+    #[test]
+    fn reads_tcp_memory_from_sockstat() {
+        let text =
+            "sockets: used 90\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 12\nUDP: inuse 1 mem 3\n";
+        assert_eq!(tcp_mem_pages(text), Some(12));
     }
 
     #[test]
