@@ -13,7 +13,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::FutureExt;
 use presence::model::{PrivacySettings, Status, Visibility};
-use presence::store::{Store, StoreError, UserRecord};
+use presence::store::{Pairs, Store, StoreError, UserRecord};
 use uuid::Uuid;
 
 type Body = for<'a> fn(&'a Store, &'a str) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -118,6 +118,7 @@ on_both_backends!(
     members_replace_add_remove,
     contacts_and_watchers,
     users_batch_omits_unknown,
+    pairs_of_many_users_match_one_at_a_time,
     concurrent_writers,
 );
 
@@ -517,6 +518,34 @@ async fn contacts_and_watchers(store: &Store, _url: &str) {
     assert_eq!(store.watchers_of(a).await.unwrap(), Vec::<Uuid>::new());
     assert_eq!(store.watchers_of(c).await.unwrap(), Vec::<Uuid>::new());
     assert_eq!(store.contacts_of(d).await.unwrap(), vec![b]);
+}
+
+/// The batch reads answer exactly what the one-user reads answer.
+async fn pairs_of_many_users_match_one_at_a_time(store: &Store, _url: &str) {
+    let u = ids(4);
+    let (a, b, c, nobody) = (u[0], u[1], u[2], u[3]);
+    let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
+    store.replace_contacts(a, &[b, c]).await.unwrap();
+    store.replace_contacts(b, &[a]).await.unwrap();
+    store.replace_members(x, &[a, b]).await.unwrap();
+    store.replace_members(y, &[a]).await.unwrap();
+    let users = [a, b, c, nobody, a];
+    for (of, one) in [(Pairs::Contacts, 0), (Pairs::Conversations, 1)] {
+        let mut got = store.pairs(of, &users).await.unwrap();
+        got.sort();
+        let mut want = Vec::new();
+        for user in [a, b, c, nobody] {
+            let list = if one == 0 {
+                store.contacts_of(user).await.unwrap()
+            } else {
+                store.conversations_of(user).await.unwrap()
+            };
+            want.extend(list.into_iter().map(|id| (user, id)));
+        }
+        want.sort();
+        assert_eq!(got, want, "{of:?}");
+    }
+    assert!(store.pairs(Pairs::Contacts, &[]).await.unwrap().is_empty());
 }
 
 async fn users_batch_omits_unknown(store: &Store, _url: &str) {

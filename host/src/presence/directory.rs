@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth;
 use crate::model::PrivacySettings;
-use crate::store::{self, Store, UserRecord};
+use crate::store::{self, Pairs, Store, UserRecord};
 
 /// Shown when a typer has neither a display name nor a username.
 pub const UNNAMED_USER: &str = "Someone";
@@ -248,6 +248,37 @@ impl Directory {
         self.contacts
             .get_or_load(user, self.store.contacts_of(user))
             .await
+    }
+
+    /// Loads the contacts and conversations of those of `users` not cached
+    /// yet, two queries in all, so answering about many users costs no
+    /// query per user.
+    pub async fn prefetch(&self, users: &[Uuid]) -> store::Result<()> {
+        for (cache, of) in [
+            (&self.contacts, Pairs::Contacts),
+            (&self.conversations, Pairs::Conversations),
+        ] {
+            let missing: Vec<Uuid> = users
+                .iter()
+                .filter(|u| !cache.map.contains_key(u))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let epoch = cache.epoch();
+            let mut by_user: HashMap<Uuid, Vec<Uuid>> =
+                missing.iter().map(|u| (*u, Vec::new())).collect();
+            for (user, id) in self.store.pairs(of, &missing).await? {
+                by_user.entry(user).or_default().push(id);
+            }
+            for (user, mut ids) in by_user {
+                ids.sort_unstable();
+                ids.dedup();
+                cache.fill(user, ids.into(), epoch);
+            }
+        }
+        Ok(())
     }
 
     pub async fn watchers_of(&self, user: Uuid) -> store::Result<Ids> {

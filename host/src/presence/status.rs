@@ -98,7 +98,10 @@ impl Presence {
             .iter()
             .filter_map(|id| profiles.get(id).map(|p| &**p))
             .collect();
-        let ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        let mut ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        ids.push(profile.id);
+        self.directory.prefetch(&ids).await?;
+        ids.pop();
         let lives = self.lives(&ids).await;
         for (id, l) in ids.iter().zip(&lives) {
             // What this watcher is told now, when nothing was told here

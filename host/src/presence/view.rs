@@ -70,7 +70,10 @@ impl Presence {
         viewer: &Profile,
         subjects: &[&Profile],
     ) -> store::Result<Vec<StatusObject>> {
-        let ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        let mut ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
+        ids.push(viewer.id);
+        self.directory.prefetch(&ids).await?;
+        ids.pop();
         let lives = self.lives(&ids).await;
         let mut out = Vec::with_capacity(subjects.len());
         for (subject, live) in subjects.iter().zip(lives) {

@@ -45,6 +45,25 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What [`Store::pairs`] reads for many users at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairs {
+    /// user → their contacts
+    Contacts,
+    /// user → their conversations
+    Conversations,
+}
+
+impl Pairs {
+    /// Table, key column, value column.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Pairs::Contacts => ("contacts", "user_id", "contact_id"),
+            Pairs::Conversations => ("conversation_members", "user_id", "conversation_id"),
+        }
+    }
+}
+
 /// One row of `users` as the rest of the host sees it.
 ///
 /// Read defensively, since on PostgreSQL the table may belong to the chat backend:
@@ -351,6 +370,20 @@ impl Store {
         match self {
             Store::Sqlite(pool) => sqlite::remove_member(pool, conversation, user).await,
             Store::Postgres(pool) => postgres::remove_member(pool, conversation, user).await,
+        }
+    }
+
+    /// [`contacts_of`](Self::contacts_of) or
+    /// [`conversations_of`](Self::conversations_of) of many users in one
+    /// query: `(user, id)` pairs, any order; users without any are absent.
+    pub async fn pairs(&self, of: Pairs, users: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
+        let users = dedup(users);
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(pool) => sqlite::pairs(pool, of, &users).await,
+            Store::Postgres(pool) => postgres::pairs(pool, of, &users).await,
         }
     }
 

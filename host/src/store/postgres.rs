@@ -367,3 +367,18 @@ pub(super) async fn replace_contacts(
     tx.commit().await?;
     Ok(previous)
 }
+
+/// `(key, value)` of the rows of a membership table whose `key` is among `keys`.
+pub(super) async fn pairs(
+    pool: &PgPool,
+    of: super::Pairs,
+    keys: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let (table, key, value) = of.sql();
+    Ok(sqlx::query_as(&format!(
+        "SELECT {key}, {value} FROM {table} WHERE {key} = ANY($1)"
+    ))
+    .bind(keys)
+    .fetch_all(pool)
+    .await?)
+}

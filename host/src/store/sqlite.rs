@@ -323,3 +323,30 @@ pub(super) async fn replace_contacts(
     tx.commit().await?;
     Ok(previous)
 }
+
+/// `(key, value)` of the rows of a membership table whose `key` is among `keys`.
+pub(super) async fn pairs(
+    pool: &SqlitePool,
+    of: super::Pairs,
+    keys: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let (table, key, value) = of.sql();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {key}, {value} FROM {table} WHERE {key} IN ("
+        ));
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(id_text(*id));
+        }
+        query.push(")");
+        for row in query.build().fetch_all(pool).await? {
+            out.push((
+                parse_id(row.try_get::<&str, _>(0)?)?,
+                parse_id(row.try_get::<&str, _>(1)?)?,
+            ));
+        }
+    }
+    Ok(out)
+}
