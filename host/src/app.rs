@@ -170,17 +170,7 @@ async fn join_cluster(config: &Config, url: &str, store: &Store) -> anyhow::Resu
         .node_id
         .clone()
         .unwrap_or_else(|| format!("node-{}", uuid::Uuid::new_v4().simple()));
-    // It goes into Redis keys, field names and `|`-separated messages.
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if node_id.is_empty()
-        || node_id.len() > 64
-        || node_id.starts_with('_')
-        || !node_id.chars().all(valid)
-    {
-        anyhow::bail!(
-            "node id {node_id:?}: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '_'"
-        );
-    }
+    crate::config::check_node_id(&node_id)?;
     Cluster::connect(ClusterConfig {
         redis_url: url.to_owned(),
         prefix: settings.redis_prefix.clone(),

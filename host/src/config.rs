@@ -202,9 +202,31 @@ impl Config {
     }
 }
 
+/// A node id goes into Redis keys, hash field names (where `_` starts the
+/// host's own fields) and `|`-separated messages.
+pub fn check_node_id(id: &str) -> anyhow::Result<()> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if id.is_empty() || id.len() > 64 || id.starts_with('_') || !id.chars().all(valid) {
+        anyhow::bail!(
+            "node id {id:?}: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '_'"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_that_would_break_keys_or_messages_are_refused() {
+        for ok in ["node-a", "eu_1.presence", "a"] {
+            assert!(check_node_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "_seen", "a|b", "a b", "a:b", &"x".repeat(65)] {
+            assert!(check_node_id(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn environment_overrides_the_file_and_defaults() {

@@ -255,13 +255,10 @@ impl Cluster {
             .context("registering the node in Redis")?
             .unwrap_or_default();
         *cluster.left_behind.lock() = left;
-        let mut conn = cluster.conn.clone();
-        let gone: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(cluster.names.bus())
-            .arg(wire::node_gone(&cluster.node))
-            .query_async(&mut conn)
-            .await;
-        gone.context("announcing the node")?;
+        cluster
+            .announce_gone()
+            .await
+            .context("announcing the node")?;
         tracing::info!(node = %cluster.node, prefix = cluster.names.prefix(), "joined the cluster");
         Ok(cluster)
     }
@@ -752,14 +749,20 @@ impl Cluster {
                 .query_async(&mut conn),
         )
         .await;
-        let _: anyhow::Result<()> = timed(
+        let _ = self.announce_gone().await;
+        gone
+    }
+
+    /// Tells every node that what this node id owned is gone (its typing).
+    async fn announce_gone(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        timed(
             redis::cmd("PUBLISH")
                 .arg(self.names.bus())
                 .arg(wire::node_gone(&self.node))
                 .query_async(&mut conn),
         )
-        .await;
-        gone
+        .await
     }
 }
 

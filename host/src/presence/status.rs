@@ -98,21 +98,7 @@ impl Presence {
             .iter()
             .filter_map(|id| profiles.get(id).map(|p| &**p))
             .collect();
-        let mut ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
-        ids.push(profile.id);
-        self.directory.prefetch(&ids).await?;
-        ids.pop();
-        let lives = self.lives(&ids).await;
-        for (id, l) in ids.iter().zip(&lives) {
-            // What this watcher is told now, when nothing was told here
-            // before: a replay of it is not news.
-            let status = l.live.map_or(Status::Offline, |l| l.status);
-            self.announced.entry(*id).or_insert((0, status));
-        }
-        let mut contacts: Vec<StatusObject> = Vec::with_capacity(subjects.len());
-        for (subject, live) in subjects.iter().zip(lives) {
-            contacts.push(self.status_object_with(profile, subject, live).await?);
-        }
+        let contacts = self.status_objects_told(profile, &subjects, true).await?;
         let typing: Vec<_> = self
             .directory
             .conversations_of(profile.id)

@@ -70,11 +70,29 @@ impl Presence {
         viewer: &Profile,
         subjects: &[&Profile],
     ) -> store::Result<Vec<StatusObject>> {
+        self.status_objects_told(viewer, subjects, false).await
+    }
+
+    /// `watching`: the viewer is a watcher being shown these statuses (in
+    /// `ready`), so each is remembered as told here when nothing was told
+    /// before: a replay of it is then not news.
+    pub(super) async fn status_objects_told(
+        &self,
+        viewer: &Profile,
+        subjects: &[&Profile],
+        watching: bool,
+    ) -> store::Result<Vec<StatusObject>> {
         let mut ids: Vec<Uuid> = subjects.iter().map(|s| s.id).collect();
         ids.push(viewer.id);
         self.directory.prefetch(&ids).await?;
         ids.pop();
         let lives = self.lives(&ids).await;
+        if watching {
+            for (id, l) in ids.iter().zip(&lives) {
+                let status = l.live.map_or(Status::Offline, |l| l.status);
+                self.announced.entry(*id).or_insert((0, status));
+            }
+        }
         let mut out = Vec::with_capacity(subjects.len());
         for (subject, live) in subjects.iter().zip(lives) {
             out.push(self.status_object_with(viewer, subject, live).await?);
