@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::Config;
+use crate::http::serve::serve;
 use crate::http::{AppState, router};
 use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
@@ -133,18 +133,13 @@ impl Application {
         let presence = state.presence.clone();
         let watcher = plugin_dir
             .map(|dir| tokio::spawn(watch(presence.policies.clone(), dir, cancel.clone())));
-        let listener = listener.tap_io(|tcp| {
-            // Small frames must not wait for Nagle + delayed ACK.
-            let _ = tcp.set_nodelay(true);
-        });
         tracing::info!(%addr, "presence listening");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down");
-                cancel.cancel();
-            })
-            .await?;
+        serve(listener, router(state), async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            cancel.cancel();
+        })
+        .await;
         if let Some(w) = watcher {
             let _ = w.await;
         }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod extract;
+pub mod serve;
 pub mod users;
 pub mod ws;
 

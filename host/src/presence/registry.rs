@@ -1,57 +1,136 @@
 //! Who is connected to this node: every user's open sessions, their live
 //! status and activity clock. Fan-out reads it to find recipients.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use tokio::sync::mpsc;
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::METRICS;
 use crate::model::Status;
 use crate::ws::protocol::Frame;
 
-/// What a session's writer task sends next.
+/// A session's bounded send queue. Fan-out pushes without waiting; the
+/// session's task drains it into the socket. It costs nothing until used.
 #[derive(Debug)]
-pub enum Outbound {
-    Frame(Frame),
-    /// Send a close frame with this code and reason, then stop.
-    Close(u16, &'static str),
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    waker: AtomicWaker,
+    capacity: usize,
 }
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    items: VecDeque<Frame>,
+    /// Set to drop the connection (slow reader, shutdown).
+    killed: bool,
+    /// Set when the session ended: later frames go nowhere.
+    closed: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Full,
+    Closed,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(OutboxState::default()),
+            waker: AtomicWaker::new(),
+            capacity,
+        }
+    }
+
+    pub fn try_send(&self, frame: Frame) -> Result<(), Refused> {
+        {
+            let mut s = self.state.lock();
+            if s.closed {
+                return Err(Refused::Closed);
+            }
+            if s.items.len() >= self.capacity {
+                return Err(Refused::Full);
+            }
+            s.items.push_back(frame);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Drops the connection without sending what is queued.
+    pub fn kill(&self) {
+        self.state.lock().killed = true;
+        self.waker.wake();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.state.lock().killed
+    }
+
+    /// Refuses every later frame.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+    }
+
+    /// Waits until the connection is killed or, with `items`, until
+    /// something is queued.
+    pub async fn wait(&self, items: bool) {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            let s = self.state.lock();
+            if s.killed || (items && !s.items.is_empty()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Hands every queued frame to `f`, in order.
+    pub fn drain(&self, f: impl FnMut(Frame)) {
+        let mut s = self.state.lock();
+        s.items.drain(..).for_each(f);
+        if s.items.is_empty() && s.items.capacity() > SHRINK_ABOVE {
+            s.items = VecDeque::new();
+        }
+    }
+}
+
+/// A queue that grew past this many slots is freed once drained.
+const SHRINK_ABOVE: usize = 16;
 
 /// The handle fan-out uses to reach one WebSocket connection.
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: u64,
     /// Bounded: a reader too slow to drain it is dropped, never buffered without end.
-    pub tx: mpsc::Sender<Outbound>,
+    pub out: Arc<Outbox>,
     /// Locale for policy-worded text (`?locale=` on `/ws`).
     pub locale: Arc<str>,
-    /// Cancelled to drop the connection (slow reader, shutdown).
-    pub kill: CancellationToken,
 }
 
 impl SessionHandle {
     /// Queues a frame; a full queue means a slow reader, which is dropped.
     pub fn send(&self, frame: Frame) {
-        match self.tx.try_send(Outbound::Frame(frame)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Counted once per connection, not per frame refused after.
-                if !self.kill.is_cancelled() {
-                    METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        session = self.id,
-                        "send queue full: dropping slow connection"
-                    );
-                    self.kill.cancel();
-                }
+        if self.out.try_send(frame) == Err(Refused::Full) {
+            // Counted once per connection, not per frame refused after.
+            if !self.out.is_killed() {
+                METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    session = self.id,
+                    "send queue full: dropping slow connection"
+                );
+                self.out.kill();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }
@@ -136,20 +215,28 @@ mod tests {
 
     #[test]
     fn a_reader_that_lets_its_queue_fill_is_dropped_not_buffered() {
-        let (tx, mut rx) = mpsc::channel(2);
         let handle = SessionHandle {
             id: 1,
-            tx,
+            out: Arc::new(Outbox::new(2)),
             locale: Arc::from("en"),
-            kill: CancellationToken::new(),
         };
         handle.send(Frame::from_static("1"));
         handle.send(Frame::from_static("2"));
-        assert!(!handle.kill.is_cancelled());
+        assert!(!handle.out.is_killed());
         handle.send(Frame::from_static("3"));
-        assert!(handle.kill.is_cancelled(), "the connection is cut");
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if f.as_str() == "1"));
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if f.as_str() == "2"));
-        assert!(rx.try_recv().is_err(), "nothing beyond the bound was kept");
+        assert!(handle.out.is_killed(), "the connection is cut");
+        let mut got = Vec::new();
+        handle.out.drain(|f| got.push(f.as_str().to_owned()));
+        assert_eq!(got, ["1", "2"], "nothing beyond the bound was kept");
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_frames() {
+        let out = Outbox::new(4);
+        out.close();
+        assert_eq!(
+            out.try_send(Frame::from_static("late")),
+            Err(Refused::Closed)
+        );
     }
 }

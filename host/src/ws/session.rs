@@ -1,89 +1,118 @@
-//! One WebSocket connection: a reader (this task) that parses and applies
-//! client frames, and a writer task that owns the socket's sink, sends
-//! `ready` first, then batches queued frames into one flush, and pings.
+//! One WebSocket connection, one task: it sends `ready` first, then reads
+//! and applies client frames, writes what fan-out queued (a batch per
+//! `writev`) and pings, until either side closes.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::frame::{self, Incoming};
 use super::protocol::{ClientEvent, Frame, ManualStatus, error_frame, pong_frame};
+use super::socket::{Read, ReadError, Socket};
 use crate::auth;
 use crate::metrics::METRICS;
 use crate::presence::Presence;
-use crate::presence::registry::{Outbound, SessionHandle};
+use crate::presence::registry::{Outbox, SessionHandle};
 
-/// Frames written before one flush.
-const WRITE_BATCH: usize = 64;
-/// How long a closed session's writer may take to drain before it is cut.
-const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing session may take to send what is queued.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_INTERNAL: u16 = 1011;
+
+/// How a session ends.
+enum End {
+    /// The connection is gone: nothing more can be sent.
+    Gone,
+    /// The client closed: answer its close.
+    PeerClosed,
+    /// Send what is queued, then close with this code.
+    Close(u16, &'static str),
+    /// Close with this code without sending what is queued.
+    Now(u16, &'static str),
+}
 
 /// Runs a connection until either side closes it or `shutdown` fires.
+/// `early` holds bytes the client sent right behind its upgrade request.
 pub async fn run(
-    socket: WebSocket,
+    tcp: TcpStream,
+    early: Bytes,
     presence: Arc<Presence>,
     user: auth::User,
     locale: Arc<str>,
     shutdown: CancellationToken,
 ) {
     let limits = presence.limits.clone();
-    let heartbeat = presence.policies.status_config().heartbeat_interval;
-    let kill = shutdown.child_token();
-    let (tx, rx) = mpsc::channel(limits.send_queue);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, ready_rx, rx, kill.clone(), heartbeat));
-
-    let id = presence.registry.next_session_id();
+    let out = Arc::new(Outbox::new(limits.send_queue));
     let handle = SessionHandle {
-        id,
-        tx: tx.clone(),
+        id: presence.registry.next_session_id(),
+        out: out.clone(),
         locale,
-        kill: kill.clone(),
     };
-    match presence.connect(&user, handle.clone()).await {
+    let mut socket = Socket::new(tcp, limits.max_frame_bytes);
+    let end = match presence.connect(&user, handle.clone()).await {
         Ok((_, ready)) => {
-            let _ = ready_tx.send(ready);
+            socket.send_text(ready);
+            let heartbeat = presence.policies.status_config().heartbeat_interval;
             let mut reader = Reader {
                 presence: &presence,
                 user: user.id,
-                out: &handle,
+                handle: &handle,
+                socket: &mut socket,
                 bucket: TokenBucket::new(limits.frames_per_sec, limits.frame_burst),
                 flood: None,
                 flood_close_after: limits.flood_close_after,
             };
-            reader.run(stream, &kill, heartbeat).await;
+            reader.run(&early, &shutdown, heartbeat).await
         }
         Err(e) => {
             tracing::error!(error = %e, user = %user.id, "connect failed");
-            let _ = tx.try_send(Outbound::Close(1011, "internal error"));
+            End::Close(CLOSE_INTERNAL, "internal error")
         }
+    };
+    presence.disconnect(user.id, handle.id);
+    out.close();
+    finish(socket, &out, end).await;
+}
+
+/// Sends the closing frames; a peer that stopped reading (zero window) is
+/// cut after a timeout rather than keeping the socket alive.
+async fn finish(mut socket: Socket, out: &Outbox, end: End) {
+    let (close, budget) = match end {
+        End::Gone => return,
+        End::PeerClosed => (frame::control(frame::OP_CLOSE, &[]), CLOSE_TIMEOUT),
+        End::Close(code, reason) if !out.is_killed() => {
+            out.drain(|f| socket.send_text(f));
+            (frame::close(code, reason), DRAIN_TIMEOUT)
+        }
+        End::Close(code, reason) | End::Now(code, reason) => {
+            (frame::close(code, reason), CLOSE_TIMEOUT)
+        }
+    };
+    let peer_closed = matches!(end, End::PeerClosed);
+    socket.send_control(close);
+    if !matches!(timeout(budget, flush(&mut socket)).await, Ok(Ok(()))) {
+        return;
     }
-    presence.disconnect(user.id, id);
-    drop(tx);
-    // The writer ends once the queue is drained or the connection is killed.
-    drop(handle);
-    // The writer drains what is queued and closes; a peer that stopped
-    // reading (zero window) must not keep it, its socket and queue alive.
-    let mut writer = writer;
-    if tokio::time::timeout(WRITER_DRAIN_TIMEOUT, &mut writer)
-        .await
-        .is_err()
-    {
-        kill.cancel();
-        let _ = writer.await;
+    if !peer_closed {
+        // The client answers our close; then the connection ends.
+        let _ = timeout(CLOSE_TIMEOUT, socket.linger()).await;
     }
+}
+
+async fn flush(socket: &mut Socket) -> io::Result<()> {
+    while !socket.write()? {
+        socket.writable().await?;
+    }
+    Ok(())
 }
 
 struct Reader<'a> {
@@ -91,7 +120,8 @@ struct Reader<'a> {
     user: uuid::Uuid,
     /// Replies go through the session's own handle: a full queue drops the
     /// connection, as for any other frame.
-    out: &'a SessionHandle,
+    handle: &'a SessionHandle,
+    socket: &'a mut Socket,
     bucket: TokenBucket,
     /// Frames refused since this flood began.
     flood: Option<u32>,
@@ -101,55 +131,110 @@ struct Reader<'a> {
 impl Reader<'_> {
     async fn run(
         &mut self,
-        mut stream: SplitStream<WebSocket>,
-        kill: &CancellationToken,
+        early: &[u8],
+        shutdown: &CancellationToken,
         heartbeat: Duration,
-    ) {
+    ) -> End {
         // A peer that sends nothing (not even a pong) for 2.5 intervals is dead.
         let silence_limit = heartbeat * 5 / 2;
+        let check_every = heartbeat / 2;
         let mut last_heard = Instant::now();
-        let mut check = tokio::time::interval(heartbeat / 2);
+        let mut next_ping = last_heard + heartbeat;
+        let tick = tokio::time::sleep(check_every);
+        tokio::pin!(tick);
+        let stop = shutdown.cancelled();
+        tokio::pin!(stop);
+        if !early.is_empty() {
+            let mut incoming = Vec::new();
+            if let Err(v) = self.socket.feed(early, &mut incoming) {
+                let (code, reason) = v.close();
+                return End::Close(code, reason);
+            }
+            if let Some(end) = self.handle(incoming).await {
+                return end;
+            }
+        }
         loop {
-            let msg = tokio::select! {
-                _ = kill.cancelled() => return,
-                _ = check.tick() => {
-                    if last_heard.elapsed() > silence_limit {
-                        self.close(CLOSE_GOING_AWAY, "heartbeat timeout");
-                        return;
-                    }
-                    continue;
-                }
-                msg = stream.next() => msg,
+            let backed_up = match self.socket.write() {
+                Ok(done) => !done,
+                Err(_) => return End::Gone,
             };
-            let msg = match msg {
-                None => return,
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    if is_too_big(e) {
-                        self.close(CLOSE_TOO_BIG, "frame too large");
+            tokio::select! {
+                biased;
+                _ = &mut stop => return End::Now(CLOSE_GOING_AWAY, "going away"),
+                _ = self.handle.out.wait(!backed_up) => {
+                    if self.handle.out.is_killed() {
+                        return End::Now(CLOSE_GOING_AWAY, "going away");
                     }
-                    return;
+                    let socket = &mut *self.socket;
+                    self.handle.out.drain(|f| socket.send_text(f));
                 }
-            };
-            last_heard = Instant::now();
-            if matches!(msg, Message::Close(_)) {
-                return;
+                r = self.socket.writable(), if backed_up => {
+                    if r.is_err() {
+                        return End::Gone;
+                    }
+                }
+                r = self.socket.readable() => {
+                    if r.is_err() {
+                        return End::Gone;
+                    }
+                    let mut incoming = Vec::new();
+                    let read = match self.socket.read(&mut incoming) {
+                        Ok(read) => read,
+                        Err(ReadError::Io) => return End::Gone,
+                        Err(ReadError::Violation(v)) => {
+                            let (code, reason) = v.close();
+                            return End::Close(code, reason);
+                        }
+                    };
+                    last_heard = Instant::now();
+                    if let Some(end) = self.handle(incoming).await {
+                        return end;
+                    }
+                    if read == Read::Eof {
+                        return End::Gone;
+                    }
+                }
+                _ = &mut tick => {
+                    let now = Instant::now();
+                    if now.duration_since(last_heard) > silence_limit {
+                        return End::Close(CLOSE_GOING_AWAY, "heartbeat timeout");
+                    }
+                    if now >= next_ping {
+                        self.socket.send_ping();
+                        next_ping = now + heartbeat;
+                    }
+                    tick.as_mut().reset(now + check_every);
+                }
+            }
+        }
+    }
+
+    /// Applies client messages in order; returns how the session ends if one ends it.
+    async fn handle(&mut self, incoming: Vec<Incoming>) -> Option<End> {
+        for msg in incoming {
+            if msg == Incoming::Close {
+                return Some(End::PeerClosed);
             }
             match self.admit() {
                 Admit::Apply => {}
                 Admit::Skip => continue,
-                Admit::Close => return,
+                Admit::Close => return Some(End::Close(CLOSE_POLICY, "rate limit exceeded")),
             }
             match msg {
-                Message::Text(text) => self.on_text(&text).await,
-                Message::Binary(_) => self.send(error_frame(
+                Incoming::Text(text) => self.on_text(&text).await,
+                Incoming::Binary => self.send(error_frame(
                     "bad_request",
                     "binary frames are not supported",
                     None,
                 )),
-                _ => {}
+                Incoming::Ping(payload) => self
+                    .socket
+                    .send_control(frame::control(frame::OP_PONG, &payload)),
+                Incoming::Pong | Incoming::Close => {}
             }
         }
+        None
     }
 
     /// Applies the per-connection frame rate (SPEC §8): one `rate_limited`
@@ -171,7 +256,6 @@ impl Reader<'_> {
             ));
         }
         if refused > self.flood_close_after {
-            self.close(CLOSE_POLICY, "rate limit exceeded");
             return Admit::Close;
         }
         Admit::Skip
@@ -260,13 +344,7 @@ impl Reader<'_> {
     }
 
     fn send(&self, frame: Frame) {
-        self.out.send(frame);
-    }
-
-    fn close(&self, code: u16, reason: &'static str) {
-        if self.out.tx.try_send(Outbound::Close(code, reason)).is_err() {
-            self.out.kill.cancel();
-        }
+        self.handle.send(frame);
     }
 }
 
@@ -279,14 +357,6 @@ enum Admit {
 fn internal(e: impl std::fmt::Display) -> (&'static str, String) {
     tracing::error!(error = %e, "event failed");
     ("internal", "internal error".to_owned())
-}
-
-fn is_too_big(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error;
-    match e.into_inner().downcast::<Error>() {
-        Ok(e) => matches!(*e, Error::Capacity(_)),
-        Err(other) => other.to_string().contains("Space limit exceeded"),
-    }
 }
 
 /// A token bucket: `rate` frames per second sustained, `burst` at once.
@@ -321,100 +391,4 @@ impl TokenBucket {
     fn is_full(&self) -> bool {
         self.tokens >= self.burst - 1.0
     }
-}
-
-type Sink = SplitSink<WebSocket, Message>;
-
-async fn write_loop(
-    mut sink: Sink,
-    ready: oneshot::Receiver<Frame>,
-    mut rx: mpsc::Receiver<Outbound>,
-    kill: CancellationToken,
-    heartbeat: Duration,
-) {
-    let first = tokio::select! {
-        r = ready => r.ok(),
-        _ = kill.cancelled() => None,
-    };
-    let Some(first) = first else {
-        // Connect failed or was cut short: send what is queued (a close) and stop.
-        if let Ok(Outbound::Close(code, reason)) = rx.try_recv() {
-            close(&mut sink, code, reason).await;
-        }
-        return;
-    };
-    if sink.send(Message::Text(first)).await.is_err() {
-        return;
-    }
-    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    loop {
-        let item = tokio::select! {
-            biased;
-            _ = kill.cancelled() => {
-                close(&mut sink, CLOSE_GOING_AWAY, "going away").await;
-                return;
-            }
-            item = rx.recv() => item,
-            _ = ping.tick() => {
-                let sent = tokio::select! {
-                    r = sink.send(Message::Ping(Default::default())) => r.is_ok(),
-                    _ = kill.cancelled() => false,
-                };
-                if !sent {
-                    return;
-                }
-                continue;
-            }
-        };
-        let Some(item) = item else {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
-            return;
-        };
-        let written = tokio::select! {
-            r = write_batch(&mut sink, &mut rx, item) => r,
-            _ = kill.cancelled() => Err(()),
-        };
-        match written {
-            Ok(None) => {}
-            Ok(Some((code, reason))) => {
-                close(&mut sink, code, reason).await;
-                return;
-            }
-            Err(()) => return,
-        }
-    }
-}
-
-/// Feeds `first` and whatever else is queued, then flushes once. Returns a
-/// close request if one was queued.
-async fn write_batch(
-    sink: &mut Sink,
-    rx: &mut mpsc::Receiver<Outbound>,
-    first: Outbound,
-) -> Result<Option<(u16, &'static str)>, ()> {
-    let mut next = Some(first);
-    let mut fed = 0;
-    while let Some(item) = next.take() {
-        match item {
-            Outbound::Frame(f) => sink.feed(Message::Text(f)).await.map_err(|_| ())?,
-            Outbound::Close(code, reason) => {
-                sink.flush().await.map_err(|_| ())?;
-                return Ok(Some((code, reason)));
-            }
-        }
-        fed += 1;
-        if fed < WRITE_BATCH {
-            next = rx.try_recv().ok();
-        }
-    }
-    sink.flush().await.map_err(|_| ())?;
-    Ok(None)
-}
-
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
 }
