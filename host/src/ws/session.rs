@@ -51,14 +51,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let limits = presence.limits.clone();
+    let mut socket = Socket::new(tcp, limits.max_frame_bytes);
+    // `early` may hold hyper's whole read buffer: parse it and let it go.
+    let mut first = Vec::new();
+    let parsed = socket.feed(&early, &mut first);
+    drop(early);
     let out = Arc::new(Outbox::new(limits.send_queue));
     let handle = SessionHandle {
         id: presence.registry.next_session_id(),
         out: out.clone(),
         locale,
     };
-    let mut socket = Socket::new(tcp, limits.max_frame_bytes);
-    let end = match presence.connect(&user, handle.clone()).await {
+    // The connect, message and close paths are boxed: a task's future is as
+    // large as its largest state, and only the idle wait should stay resident.
+    let end = match Box::pin(presence.connect(&user, handle.clone())).await {
         Ok((_, ready)) => {
             socket.send_text(ready);
             let heartbeat = presence.policies.status_config().heartbeat_interval;
@@ -71,7 +77,13 @@ pub async fn run(
                 flood: None,
                 flood_close_after: limits.flood_close_after,
             };
-            reader.run(&early, &shutdown, heartbeat).await
+            match parsed {
+                Ok(()) => reader.run(first, &shutdown, heartbeat).await,
+                Err(v) => {
+                    let (code, reason) = v.close();
+                    End::Close(code, reason)
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, user = %user.id, "connect failed");
@@ -80,7 +92,7 @@ pub async fn run(
     };
     presence.disconnect(user.id, handle.id);
     out.close();
-    finish(socket, &out, end).await;
+    Box::pin(finish(socket, &out, end)).await;
 }
 
 /// Sends the closing frames; a peer that stopped reading (zero window) is
@@ -131,7 +143,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     async fn run(
         &mut self,
-        early: &[u8],
+        first: Vec<Incoming>,
         shutdown: &CancellationToken,
         heartbeat: Duration,
     ) -> End {
@@ -144,15 +156,10 @@ impl Reader<'_> {
         tokio::pin!(tick);
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
-        if !early.is_empty() {
-            let mut incoming = Vec::new();
-            if let Err(v) = self.socket.feed(early, &mut incoming) {
-                let (code, reason) = v.close();
-                return End::Close(code, reason);
-            }
-            if let Some(end) = self.handle(incoming).await {
-                return end;
-            }
+        if !first.is_empty()
+            && let Some(end) = Box::pin(self.handle(first)).await
+        {
+            return end;
         }
         loop {
             let backed_up = match self.socket.write() {
@@ -188,7 +195,7 @@ impl Reader<'_> {
                         }
                     };
                     last_heard = Instant::now();
-                    if let Some(end) = self.handle(incoming).await {
+                    if let Some(end) = Box::pin(self.handle(incoming)).await {
                         return end;
                     }
                     if read == Read::Eof {
