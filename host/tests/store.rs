@@ -13,7 +13,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::FutureExt;
 use presence::model::{PrivacySettings, Status, Visibility};
-use presence::store::{Pairs, Store, StoreError, UserRecord};
+use presence::store::{Pairs, Relations, Store, StoreError, UserRecord};
 use uuid::Uuid;
 
 type Body = for<'a> fn(&'a Store, &'a str) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -118,7 +118,7 @@ on_both_backends!(
     members_replace_add_remove,
     contacts_and_watchers,
     users_batch_omits_unknown,
-    pairs_of_many_users_match_one_at_a_time,
+    batch_reads_match_one_at_a_time,
     concurrent_writers,
 );
 
@@ -521,7 +521,7 @@ async fn contacts_and_watchers(store: &Store, _url: &str) {
 }
 
 /// The batch reads answer exactly what the one-user reads answer.
-async fn pairs_of_many_users_match_one_at_a_time(store: &Store, _url: &str) {
+async fn batch_reads_match_one_at_a_time(store: &Store, _url: &str) {
     let u = ids(4);
     let (a, b, c, nobody) = (u[0], u[1], u[2], u[3]);
     let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
@@ -546,6 +546,24 @@ async fn pairs_of_many_users_match_one_at_a_time(store: &Store, _url: &str) {
         assert_eq!(got, want, "{of:?}");
     }
     assert!(store.pairs(Pairs::Contacts, &[]).await.unwrap().is_empty());
+
+    // A first connect's single query answers the three one-user reads.
+    for user in [a, b, c, nobody] {
+        let rows = store.relations(user).await.unwrap();
+        let kind = |k| sorted(rows.iter().filter(|r| r.0 == k).map(|r| r.1).collect());
+        assert_eq!(
+            kind(Relations::CONTACTS),
+            store.contacts_of(user).await.unwrap()
+        );
+        assert_eq!(
+            kind(Relations::WATCHERS),
+            store.watchers_of(user).await.unwrap()
+        );
+        assert_eq!(
+            kind(Relations::CONVERSATIONS),
+            store.conversations_of(user).await.unwrap()
+        );
+    }
 }
 
 async fn users_batch_omits_unknown(store: &Store, _url: &str) {

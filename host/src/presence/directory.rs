@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth;
 use crate::model::PrivacySettings;
-use crate::store::{self, Pairs, Store, UserRecord};
+use crate::store::{self, Pairs, Relations, Store, UserRecord};
 
 /// Shown when a typer has neither a display name nor a username.
 pub const UNNAMED_USER: &str = "Someone";
@@ -277,6 +277,32 @@ impl Directory {
                 ids.dedup();
                 cache.fill(user, ids.into(), epoch);
             }
+        }
+        Ok(())
+    }
+
+    /// Loads a user's contacts, watchers and conversations in one query
+    /// when any of them is not cached: a first connect needs all three.
+    pub async fn load_relations(&self, user: Uuid) -> store::Result<()> {
+        let caches = [
+            (&self.contacts, Relations::CONTACTS),
+            (&self.watchers, Relations::WATCHERS),
+            (&self.conversations, Relations::CONVERSATIONS),
+        ];
+        if caches.iter().all(|(c, _)| c.map.contains_key(&user)) {
+            return Ok(());
+        }
+        let epochs = caches.map(|(c, kind)| (c, kind, c.epoch()));
+        let rows = self.store.relations(user).await?;
+        for (cache, kind, epoch) in epochs {
+            let mut ids: Vec<Uuid> = rows
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, id)| *id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            cache.fill(user, ids.into(), epoch);
         }
         Ok(())
     }

@@ -49,6 +49,7 @@ impl Presence {
         handle: SessionHandle,
     ) -> store::Result<(Arc<Profile>, Frame)> {
         let profile = self.directory.ensure_profile(user).await?;
+        self.directory.load_relations(user.id).await?;
         let now = Instant::now();
         let now_at = Utc::now();
         let first = {

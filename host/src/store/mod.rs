@@ -64,6 +64,20 @@ impl Pairs {
     }
 }
 
+/// The kinds of row [`Store::relations`] returns.
+pub struct Relations;
+
+impl Relations {
+    pub const CONTACTS: i32 = 0;
+    pub const WATCHERS: i32 = 1;
+    pub const CONVERSATIONS: i32 = 2;
+}
+
+/// The three lists in one statement; `$1`/`?1` is the user.
+const RELATIONS_SQL: &str = "SELECT 0, contact_id FROM contacts WHERE user_id = $1 \
+     UNION ALL SELECT 1, user_id FROM contacts WHERE contact_id = $1 \
+     UNION ALL SELECT 2, conversation_id FROM conversation_members WHERE user_id = $1";
+
 /// One row of `users` as the rest of the host sees it.
 ///
 /// Read defensively, since on PostgreSQL the table may belong to the chat backend:
@@ -384,6 +398,15 @@ impl Store {
         match self {
             Store::Sqlite(pool) => sqlite::pairs(pool, of, &users).await,
             Store::Postgres(pool) => postgres::pairs(pool, of, &users).await,
+        }
+    }
+
+    /// A user's contacts, watchers and conversations in one round trip, as
+    /// `(Relations::CONTACTS | WATCHERS | CONVERSATIONS, id)` rows.
+    pub async fn relations(&self, user: Uuid) -> Result<Vec<(i32, Uuid)>> {
+        match self {
+            Store::Sqlite(pool) => sqlite::relations(pool, user).await,
+            Store::Postgres(pool) => postgres::relations(pool, user).await,
         }
     }
 

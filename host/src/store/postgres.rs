@@ -327,6 +327,13 @@ pub(super) async fn contacts_of(pool: &PgPool, user: Uuid) -> Result<Vec<Uuid>> 
     )
 }
 
+pub(super) async fn relations(pool: &PgPool, user: Uuid) -> Result<Vec<(i32, Uuid)>> {
+    Ok(sqlx::query_as(super::RELATIONS_SQL)
+        .bind(user)
+        .fetch_all(pool)
+        .await?)
+}
+
 pub(super) async fn watchers_of(pool: &PgPool, user: Uuid) -> Result<Vec<Uuid>> {
     Ok(
         sqlx::query_scalar("SELECT user_id FROM contacts WHERE contact_id = $1 ORDER BY user_id")

@@ -286,6 +286,16 @@ pub(super) async fn contacts_of(pool: &SqlitePool, user: Uuid) -> Result<Vec<Uui
     ids(rows)
 }
 
+pub(super) async fn relations(pool: &SqlitePool, user: Uuid) -> Result<Vec<(i32, Uuid)>> {
+    let rows = sqlx::query(super::RELATIONS_SQL)
+        .bind(id_text(user))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, parse_id(row.try_get::<&str, _>(1)?)?)))
+        .collect()
+}
+
 pub(super) async fn watchers_of(pool: &SqlitePool, user: Uuid) -> Result<Vec<Uuid>> {
     let rows = sqlx::query("SELECT user_id FROM contacts WHERE contact_id = ? ORDER BY user_id")
         .bind(id_text(user))
