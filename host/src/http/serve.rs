@@ -1,5 +1,6 @@
 //! The accept loop: HTTP/1.1 on hyper with upgrades, so `/ws` can take the
-//! bare TCP stream back from hyper; Nagle is off on every socket.
+//! bare TCP stream back from hyper; Nagle is off and the send buffer capped
+//! on every socket.
 
 use std::future::Future;
 use std::io;
@@ -13,6 +14,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Kernel send buffer per socket (Linux doubles it). Without a cap it
+/// autotunes to `tcp_wmem` max (4 MiB) before the session's bounded queue
+/// fills, so a stalled reader would pin megabytes before being dropped.
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -35,6 +40,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         };
         // Small frames must not wait for Nagle + delayed ACK.
         let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
         let service = TowerToHyperService::new(router.clone());
         let closing = closing.clone();
         connections.spawn(async move {
