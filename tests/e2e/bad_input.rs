@@ -5,6 +5,8 @@ use presence_e2e::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use uuid::Uuid;
 
 async fn expect_bad_request(c: &mut Client, frame: Message) {
@@ -58,6 +60,35 @@ async fn a_frame_over_the_size_limit_closes_with_1009() {
     );
     c.send_raw(Message::text(huge)).await;
     assert_eq!(c.closed().await, Some(1009));
+}
+
+#[tokio::test]
+async fn fragmented_frames_are_joined_and_bad_utf8_closes_with_1007() {
+    let app = spawn_app().await;
+    let me = app.user("Me").await;
+    let mut c = app.connect(me).await;
+    // A browser may fragment a message; control frames may come in between.
+    c.send_raw(Message::Frame(Frame::message(
+        &b"{\"type\":"[..],
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await;
+    c.send_raw(Message::Ping(b"hi"[..].into())).await;
+    c.send_raw(Message::Frame(Frame::message(
+        &b"\"ping\"}"[..],
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await;
+    c.next_of("pong").await;
+    c.send_raw(Message::Frame(Frame::message(
+        &[0xFFu8, 0xFE][..],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await;
+    assert_eq!(c.closed().await, Some(1007));
 }
 
 #[tokio::test]
