@@ -149,10 +149,12 @@ impl Reader<'_> {
     ) -> End {
         // A peer that sends nothing (not even a pong) for 2.5 intervals is dead.
         let silence_limit = heartbeat * 5 / 2;
-        let check_every = heartbeat / 2;
         let mut last_heard = Instant::now();
         let mut next_ping = last_heard + heartbeat;
-        let tick = tokio::time::sleep(check_every);
+        // One timer for both: it wakes at the next ping or when the silence
+        // limit would run out, whichever is first (once per interval for a
+        // live peer).
+        let tick = tokio::time::sleep_until(next_ping);
         tokio::pin!(tick);
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
@@ -204,14 +206,14 @@ impl Reader<'_> {
                 }
                 _ = &mut tick => {
                     let now = Instant::now();
-                    if now.duration_since(last_heard) > silence_limit {
+                    if now.duration_since(last_heard) >= silence_limit {
                         return End::Close(CLOSE_GOING_AWAY, "heartbeat timeout");
                     }
                     if now >= next_ping {
                         self.socket.send_ping();
                         next_ping = now + heartbeat;
                     }
-                    tick.as_mut().reset(now + check_every);
+                    tick.as_mut().reset(next_ping.min(last_heard + silence_limit));
                 }
             }
         }
