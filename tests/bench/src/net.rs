@@ -77,9 +77,10 @@ pub fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// Round-robin over 127.0.0.1..=127.0.0.K as client source addresses.
+/// Round-robin over 127.0.0.1..=127.0.0.K (from `first`) as client source addresses.
 #[derive(Debug)]
 pub struct Sources {
+    first: u8,
     count: usize,
     next: AtomicUsize,
 }
@@ -91,7 +92,19 @@ impl Sources {
             .unwrap_or_else(|| connections.div_ceil(CONNECTIONS_PER_SOURCE))
             .clamp(1, 254);
         Arc::new(Sources {
+            first: 1,
             count,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// As many addresses again, after these: for new connections while the
+    /// ports of these linger in TIME_WAIT.
+    pub fn next_set(&self) -> Arc<Sources> {
+        let first = usize::from(self.first) + self.count;
+        Arc::new(Sources {
+            first: first.min(254) as u8,
+            count: self.count.min(255 - first.min(254)),
             next: AtomicUsize::new(0),
         })
     }
@@ -102,7 +115,7 @@ impl Sources {
 
     fn pick(&self) -> Ipv4Addr {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.count;
-        Ipv4Addr::new(127, 0, 0, 1 + i as u8)
+        Ipv4Addr::new(127, 0, 0, self.first + i as u8)
     }
 }
 

@@ -117,6 +117,14 @@ pub fn s1_table(r: &S1Result) {
         r.frames,
         r.errors
     );
+    println!(
+        "  reconnect storm: all {} dropped and back with ready in {:.2} s ({:.0}/s), server CPU {} s → {} per CPU-second",
+        r.connections,
+        r.storm_time.as_secs_f64(),
+        r.connections as f64 / r.storm_time.as_secs_f64(),
+        opt(r.storm_cpu_sec, 2),
+        opt(r.storm_per_cpu_sec(), 0),
+    );
 }
 
 pub fn json_line(v: &serde_json::Value) {

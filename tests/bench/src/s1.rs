@@ -3,7 +3,9 @@
 //! `ready` (so a connect includes the server's JWT verification, session
 //! setup and the status fan-out it causes). Reports connects per second,
 //! connects per server CPU-second, server RSS per connection (after a short
-//! settle) and the server's CPU use while the connections sit idle.
+//! settle) and the server's CPU use while the connections sit idle. Then the
+//! reconnect storm: every client drops at once and reconnects at once (as
+//! after a network blip), timed until every one has its `ready` again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::net::{Admin, Sources, Target, connect_client, token};
+use crate::net::{Admin, Sources, Target, Ws, connect_client, token};
 use crate::procstat;
 
 #[derive(Clone, Debug)]
@@ -73,6 +75,9 @@ pub struct S1Result {
     pub errors: u64,
     /// Frames received after `ready` (status fan-out and such).
     pub frames: u64,
+    /// From the drop of every connection until all have `ready` again.
+    pub storm_time: Duration,
+    pub storm_cpu_sec: Option<f64>,
 }
 
 impl S1Result {
@@ -85,6 +90,12 @@ impl S1Result {
 
     pub fn connects_per_cpu_sec(&self) -> Option<f64> {
         self.connect_cpu_sec
+            .filter(|c| *c > 0.0)
+            .map(|c| self.connections as f64 / c)
+    }
+
+    pub fn storm_per_cpu_sec(&self) -> Option<f64> {
+        self.storm_cpu_sec
             .filter(|c| *c > 0.0)
             .map(|c| self.connections as f64 / c)
     }
@@ -106,6 +117,9 @@ impl S1Result {
             "idle_cpu_share": self.idle_cpu_share,
             "errors": self.errors,
             "frames": self.frames,
+            "storm_s": self.storm_time.as_secs_f64(),
+            "storm_cpu_s": self.storm_cpu_sec,
+            "storm_connects_per_cpu_s": self.storm_per_cpu_sec(),
         })
     }
 }
@@ -140,14 +154,7 @@ pub async fn run(target: &Target, cfg: &S1Config) -> anyhow::Result<S1Result> {
 
     let before = cfg.pid.and_then(procstat::sample);
     let started = Instant::now();
-    let connected: Vec<anyhow::Result<_>> = futures_util::stream::iter(plan.iter().map(|&u| {
-        let sources = sources.clone();
-        let tok = tokens[u].as_deref();
-        async move { connect_client(target, &sources, tok, &format!("idle-{u}")).await }
-    }))
-    .buffer_unordered(cfg.connect_concurrency.max(1))
-    .collect()
-    .await;
+    let connected = connect_all(target, &plan, &tokens, &sources, cfg.connect_concurrency).await;
     let connect_time = started.elapsed();
     let after_connect = cfg.pid.and_then(procstat::sample);
 
@@ -174,7 +181,29 @@ pub async fn run(target: &Target, cfg: &S1Config) -> anyhow::Result<S1Result> {
     let held_until = cfg.pid.and_then(procstat::sample);
     let hold_time = hold_started.elapsed().as_secs_f64();
     let errors = ended.load(Ordering::Relaxed);
+
+    // The storm: fresh source addresses, since the dropped sockets linger in TIME_WAIT.
+    let storm_sources = sources.next_set();
+    let storm_before = cfg.pid.and_then(procstat::sample);
+    let storm_started = Instant::now();
     held.abort_all();
+    while held.join_next().await.is_some() {}
+    let again = connect_all(
+        target,
+        &plan,
+        &tokens,
+        &storm_sources,
+        cfg.connect_concurrency,
+    )
+    .await;
+    let storm_time = storm_started.elapsed();
+    let storm_after = cfg.pid.and_then(procstat::sample);
+    for c in &again {
+        if let Err(e) = c {
+            anyhow::bail!("reconnecting in the storm: {e:#}");
+        }
+    }
+    drop(again);
 
     Ok(S1Result {
         target: target.name(),
@@ -195,7 +224,30 @@ pub async fn run(target: &Target, cfg: &S1Config) -> anyhow::Result<S1Result> {
         },
         errors,
         frames: frames.load(Ordering::Relaxed),
+        storm_time,
+        storm_cpu_sec: match (storm_before, storm_after) {
+            (Some(b), Some(a)) => Some(b.cpu_seconds_until(&a)),
+            _ => None,
+        },
     })
+}
+
+/// Opens a connection for each user in `plan`, `concurrency` at a time, each
+/// until its `ready`.
+async fn connect_all(
+    target: &Target,
+    plan: &[usize],
+    tokens: &[Option<String>],
+    sources: &Arc<Sources>,
+    concurrency: usize,
+) -> Vec<anyhow::Result<Ws>> {
+    futures_util::stream::iter(plan.iter().map(|&u| {
+        let tok = tokens[u].as_deref();
+        async move { connect_client(target, sources, tok, &format!("idle-{u}")).await }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await
 }
 
 #[cfg(test)]

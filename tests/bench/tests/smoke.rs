@@ -79,6 +79,7 @@ async fn suite_runs_and_counts_agree() {
         assert_eq!((r.users, r.two_device_users), (15, 5));
         assert_eq!(r.errors, 0, "{}", r.json());
         assert!(r.rss_after_kib.is_some() && r.connect_cpu_sec.is_some());
+        assert!(r.storm_cpu_sec.is_some(), "the reconnect storm ran");
         report::s1_table(&r);
     }
 
