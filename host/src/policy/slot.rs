@@ -132,7 +132,7 @@ impl<W: World> Loaded<W> {
         let instance = W::instantiate(&pre, &mut store)
             .map_err(to_anyhow)
             .context("instantiation failed")?;
-        store.set_epoch_deadline(limits.deadline_ticks);
+        store.set_epoch_deadline(engine.deadline(limits.deadline_ticks));
         let cached = W::cache(&instance, &mut store)
             .map_err(to_anyhow)
             .context("its configuration call failed")?;
@@ -184,6 +184,7 @@ impl<W: World> Loaded<W> {
         call: impl FnOnce(&W::Instance, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, Trapped> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let running = self.engine.running();
         let mut entry = self.lock_entry();
         let live = match entry.take() {
             Some(live) => live,
@@ -199,9 +200,10 @@ impl<W: World> Loaded<W> {
             mut store,
             instance,
         } = live;
-        store.set_epoch_deadline(self.limits.deadline_ticks);
+        store.set_epoch_deadline(self.engine.deadline(self.limits.deadline_ticks));
         let started = Instant::now();
         let result = call(&instance, &mut store);
+        drop(running);
         self.latency.record(started.elapsed());
         self.peak_memory
             .fetch_max(store.data().peak_memory, Ordering::Relaxed);
