@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Incoming};
+use super::frame::{self, Incoming, Violation};
 use super::protocol::{ClientEvent, Frame, ManualStatus, error_frame, pong_frame};
 use super::socket::{Read, ReadError, Socket};
 use crate::auth;
@@ -38,6 +38,9 @@ enum End {
     Close(u16, &'static str),
     /// Close with this code without sending what is queued.
     Now(u16, &'static str),
+    /// The client broke the protocol: send what is queued, close with the
+    /// violation's code, and read nothing more from it.
+    Violation(Violation),
 }
 
 /// Runs a connection until either side closes it or `shutdown` fires.
@@ -79,10 +82,7 @@ pub async fn run(
             };
             match parsed {
                 Ok(()) => reader.run(first, &shutdown, heartbeat).await,
-                Err(v) => {
-                    let (code, reason) = v.close();
-                    End::Close(code, reason)
-                }
+                Err(v) => End::Violation(v),
             }
         }
         Err(e) => {
@@ -98,25 +98,35 @@ pub async fn run(
 /// Sends the closing frames; a peer that stopped reading (zero window) is
 /// cut after a timeout rather than keeping the socket alive.
 async fn finish(mut socket: Socket, out: &Outbox, end: End) {
-    let (close, budget) = match end {
+    let (code, reason, drain) = match end {
         End::Gone => return,
-        End::PeerClosed => (frame::control(frame::OP_CLOSE, &[]), CLOSE_TIMEOUT),
-        End::Close(code, reason) if !out.is_killed() => {
-            out.drain(|f| socket.send_text(f));
-            (frame::close(code, reason), DRAIN_TIMEOUT)
-        }
-        End::Close(code, reason) | End::Now(code, reason) => {
-            (frame::close(code, reason), CLOSE_TIMEOUT)
+        End::PeerClosed => (None, "", false),
+        End::Close(code, reason) => (Some(code), reason, true),
+        End::Now(code, reason) => (Some(code), reason, false),
+        End::Violation(v) => {
+            let (code, reason) = v.close();
+            (Some(code), reason, true)
         }
     };
+    let budget = if drain && !out.is_killed() {
+        out.drain(|f| socket.send_text(f));
+        DRAIN_TIMEOUT
+    } else {
+        CLOSE_TIMEOUT
+    };
+    let close = match code {
+        Some(code) => frame::close(code, reason),
+        None => frame::control(frame::OP_CLOSE, &[]),
+    };
     let peer_closed = matches!(end, End::PeerClosed);
-    socket.send_control(close);
+    socket.send_close(close);
     if !matches!(timeout(budget, flush(&mut socket)).await, Ok(Ok(()))) {
         return;
     }
     if !peer_closed {
         // The client answers our close; then the connection ends.
-        let _ = timeout(CLOSE_TIMEOUT, socket.linger()).await;
+        let parse = !matches!(end, End::Violation(_));
+        let _ = timeout(CLOSE_TIMEOUT, socket.linger(parse)).await;
     }
 }
 
@@ -168,8 +178,9 @@ impl Reader<'_> {
                 Ok(done) => !done,
                 Err(_) => return End::Gone,
             };
+            // Unbiased: a steady stream of fan-out must not starve reads
+            // (the pongs that keep this connection alive), nor the reverse.
             tokio::select! {
-                biased;
                 _ = &mut stop => return End::Now(CLOSE_GOING_AWAY, "going away"),
                 _ = self.handle.out.wait(!backed_up) => {
                     if self.handle.out.is_killed() {
@@ -188,20 +199,18 @@ impl Reader<'_> {
                         return End::Gone;
                     }
                     let mut incoming = Vec::new();
-                    let read = match self.socket.read(&mut incoming) {
-                        Ok(read) => read,
-                        Err(ReadError::Io) => return End::Gone,
-                        Err(ReadError::Violation(v)) => {
-                            let (code, reason) = v.close();
-                            return End::Close(code, reason);
-                        }
-                    };
-                    last_heard = Instant::now();
+                    let read = self.socket.read(&mut incoming);
+                    if self.socket.take_heard() {
+                        last_heard = Instant::now();
+                    }
+                    // What came before a violation or the end still counts.
                     if let Some(end) = Box::pin(self.handle(incoming)).await {
                         return end;
                     }
-                    if read == Read::Eof {
-                        return End::Gone;
+                    match read {
+                        Ok(Read::Eof) | Err(ReadError::Io) => return End::Gone,
+                        Err(ReadError::Violation(v)) => return End::Violation(v),
+                        Ok(_) => {}
                     }
                 }
                 _ = &mut tick => {
@@ -237,9 +246,7 @@ impl Reader<'_> {
                     "binary frames are not supported",
                     None,
                 )),
-                Incoming::Ping(payload) => self
-                    .socket
-                    .send_control(frame::control(frame::OP_PONG, &payload)),
+                Incoming::Ping(payload) => self.socket.send_pong(&payload),
                 Incoming::Pong | Incoming::Close => {}
             }
         }

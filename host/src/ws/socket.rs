@@ -27,8 +27,8 @@ const SHRINK_ABOVE: usize = 16;
 enum Item {
     /// A text frame: the header is written in front of the shared bytes.
     Text(Frame),
-    /// A whole control frame, header included.
-    Raw(Bytes),
+    /// A whole control frame, header included, and its opcode.
+    Control(u8, Bytes),
 }
 
 impl Item {
@@ -39,7 +39,7 @@ impl Item {
                 let n = frame::header(frame::OP_TEXT, body.len(), header);
                 (&header[..n], body)
             }
-            Item::Raw(b) => (&[], b),
+            Item::Control(_, b) => (&[], b),
         }
     }
 }
@@ -64,6 +64,8 @@ pub struct Socket {
     queue: VecDeque<Item>,
     /// Bytes of the first queued item already written.
     written: usize,
+    /// Bytes arrived since [`Socket::take_heard`] was last called.
+    heard: bool,
 }
 
 impl Socket {
@@ -73,6 +75,7 @@ impl Socket {
             inbound: Inbound::new(max_message),
             queue: VecDeque::new(),
             written: 0,
+            heard: false,
         }
     }
 
@@ -85,13 +88,47 @@ impl Socket {
         self.queue.push_back(Item::Text(frame));
     }
 
-    pub fn send_control(&mut self, bytes: Vec<u8>) {
-        self.queue.push_back(Item::Raw(Bytes::from(bytes)));
+    pub fn send_close(&mut self, bytes: Vec<u8>) {
+        self.queue
+            .push_back(Item::Control(frame::OP_CLOSE, Bytes::from(bytes)));
     }
 
+    /// Answers a ping. Only the latest answer is kept while none could be
+    /// written (RFC 6455 §5.5.3), so a peer that pings but never reads
+    /// cannot grow the queue.
+    pub fn send_pong(&mut self, payload: &[u8]) {
+        let pong = Bytes::from(frame::control(frame::OP_PONG, payload));
+        if let Some(unsent) = self.unsent_control(frame::OP_PONG) {
+            *unsent = pong;
+        } else {
+            self.queue.push_back(Item::Control(frame::OP_PONG, pong));
+        }
+    }
+
+    /// Pings, unless the last ping is still unsent.
     pub fn send_ping(&mut self) {
         const PING: [u8; 2] = [0x80 | frame::OP_PING, 0];
-        self.queue.push_back(Item::Raw(Bytes::from_static(&PING)));
+        if self.unsent_control(frame::OP_PING).is_none() {
+            self.queue
+                .push_back(Item::Control(frame::OP_PING, Bytes::from_static(&PING)));
+        }
+    }
+
+    /// A queued control frame of this kind of which nothing is written yet.
+    fn unsent_control(&mut self, opcode: u8) -> Option<&mut Bytes> {
+        let written = self.written;
+        self.queue
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, item)| match item {
+                Item::Control(op, bytes) if *op == opcode && (i > 0 || written == 0) => Some(bytes),
+                _ => None,
+            })
+    }
+
+    /// Whether bytes arrived since the last call.
+    pub fn take_heard(&mut self) -> bool {
+        std::mem::take(&mut self.heard)
     }
 
     /// Whether anything accepted is still unwritten.
@@ -107,16 +144,22 @@ impl Socket {
         poll_fn(|cx| self.tcp.poll_write_ready(cx)).await
     }
 
-    /// Reads what the kernel has and parses it into `out`.
+    /// Reads what the kernel has and parses it into `out`. On a violation,
+    /// `out` still holds the messages that came before it.
     pub fn read(&mut self, out: &mut Vec<Incoming>) -> Result<Read, ReadError> {
         let mut buf = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
             match self.tcp.try_read(&mut buf) {
                 Ok(0) => return Ok(Read::Eof),
-                Ok(n) => self
-                    .inbound
-                    .push(&buf[..n], out)
-                    .map_err(ReadError::Violation)?,
+                Ok(n) => {
+                    self.heard = true;
+                    self.inbound
+                        .push(&buf[..n], out)
+                        .map_err(ReadError::Violation)?;
+                    if out.last() == Some(&Incoming::Close) {
+                        return Ok(Read::Drained);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(ReadError::Io),
@@ -181,19 +224,99 @@ impl Socket {
     }
 
     /// Half-closes after the close frame, then waits (bounded by the
-    /// caller) for the peer's close or end of stream, discarding data.
-    pub async fn linger(&mut self) {
+    /// caller) for the peer's close or end of stream, discarding data. After
+    /// a violation the stream is not parsed, only drained.
+    pub async fn linger(&mut self, parse: bool) {
         let _ = self.tcp.shutdown().await;
+        let mut parse = parse;
         let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
         loop {
             if self.readable().await.is_err() {
                 return;
             }
-            match self.read(&mut seen) {
-                Ok(Read::Eof) | Err(_) => return,
-                Ok(_) if seen.contains(&Incoming::Close) => return,
-                Ok(_) => seen.clear(),
+            if parse {
+                match self.read(&mut seen) {
+                    Ok(Read::Eof) | Err(ReadError::Io) => return,
+                    Ok(_) if seen.contains(&Incoming::Close) => return,
+                    Ok(_) => seen.clear(),
+                    Err(ReadError::Violation(_)) => parse = false,
+                }
+                continue;
+            }
+            match self.tcp.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn pair() -> (Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Small, so writes run into a full kernel buffer.
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        (Socket::new(server, 1024), client)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_pings_but_never_reads_gets_one_pong_queued() {
+        let (mut socket, mut client) = pair().await;
+        for i in 0..1000u32 {
+            socket.send_pong(&i.to_be_bytes());
+            socket.send_ping();
+        }
+        assert_eq!(socket.queue.len(), 2, "one pong, one ping");
+        assert!(socket.write().unwrap());
+        let mut got = [0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        let latest = 999u32.to_be_bytes();
+        assert_eq!(got[..2], [0x8A, 4]);
+        assert_eq!(got[2..6], latest, "the latest ping's payload");
+        assert_eq!(got[6..], [0x89, 0]);
+    }
+
+    #[tokio::test]
+    async fn frames_written_across_full_buffers_arrive_whole_and_in_order() {
+        let (mut socket, mut client) = pair().await;
+        let frames: Vec<String> = (0..300)
+            .map(|i| format!("{i:05}").repeat(2000 + i))
+            .collect();
+        let mut want = Vec::new();
+        for f in &frames {
+            let mut h = [0; frame::MAX_HEADER];
+            let n = frame::header(frame::OP_TEXT, f.len(), &mut h);
+            want.extend_from_slice(&h[..n]);
+            want.extend_from_slice(f.as_bytes());
+            socket.send_text(Frame::from(f.clone()));
+        }
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; want.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == want, "the byte stream is the frames in order");
+        });
+        let mut waits = 0;
+        while !socket.write().unwrap() {
+            waits += 1;
+            socket.writable().await.unwrap();
+        }
+        assert!(waits > 0, "the kernel buffer filled at least once");
+        reader.await.unwrap();
     }
 }
