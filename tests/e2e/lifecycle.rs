@@ -1,8 +1,25 @@
 //! Starting, stopping and restarting: nothing stored is lost on a clean stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use presence_e2e::*;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn a_client_stuck_mid_request_does_not_hold_up_shutdown() {
+    let app = spawn_app().await;
+    let mut stuck = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Headers begun, never finished.
+    stuck
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: presence\r\n")
+        .await
+        .unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), app.stop()).await;
+    stopped
+        .expect("shutdown finishes despite the stuck client")
+        .expect("clean exit");
+}
 
 #[tokio::test]
 async fn last_seen_survives_a_graceful_restart() {

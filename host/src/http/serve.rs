@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -18,11 +18,18 @@ use tokio_util::task::TaskTracker;
 /// autotunes to `tcp_wmem` max (4 MiB) before the session's bounded queue
 /// fills, so a stalled reader would pin megabytes before being dropped.
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
+/// How long a client may take to send a request's headers; also how long
+/// an idle keep-alive connection stays open. A client that never finishes
+/// its request must not hold a connection (and shutdown) forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for HTTP requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves until `shutdown` resolves, then lets every HTTP request in
-/// flight finish. Upgraded WebSocket sessions are not waited for here.
+/// Serves until `shutdown` resolves, then lets HTTP requests in flight
+/// finish (for up to [`DRAIN_TIMEOUT`]). Upgraded WebSocket sessions are
+/// not waited for here.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
     let connections = TaskTracker::new();
     let closing = CancellationToken::new();
@@ -45,6 +52,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         let closing = closing.clone();
         connections.spawn(async move {
             let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -59,7 +68,12 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
     }
     closing.cancel();
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after the drain timeout");
+    }
 }
 
 async fn accept_failed(e: io::Error) {
