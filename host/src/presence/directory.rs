@@ -115,12 +115,17 @@ impl Cache<Ids> {
             return Ok(v);
         }
         let epoch = self.epoch();
-        let mut ids = load.await?;
+        let ids = load.await?;
+        Ok(self.fill_ids(key, ids, epoch))
+    }
+
+    /// Caches a list read from the store (as of `epoch`), sorted and without repeats.
+    fn fill_ids(&self, key: Uuid, mut ids: Vec<Uuid>, epoch: u64) -> Ids {
         ids.sort_unstable();
         ids.dedup();
         let ids: Ids = ids.into();
         self.fill(key, ids.clone(), epoch);
-        Ok(ids)
+        ids
     }
 }
 
@@ -272,10 +277,8 @@ impl Directory {
             for (user, id) in self.store.pairs(of, &missing).await? {
                 by_user.entry(user).or_default().push(id);
             }
-            for (user, mut ids) in by_user {
-                ids.sort_unstable();
-                ids.dedup();
-                cache.fill(user, ids.into(), epoch);
+            for (user, ids) in by_user {
+                cache.fill_ids(user, ids, epoch);
             }
         }
         Ok(())
@@ -295,14 +298,8 @@ impl Directory {
         let epochs = caches.map(|(c, kind)| (c, kind, c.epoch()));
         let rows = self.store.relations(user).await?;
         for (cache, kind, epoch) in epochs {
-            let mut ids: Vec<Uuid> = rows
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .map(|(_, id)| *id)
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            cache.fill(user, ids.into(), epoch);
+            let ids = rows.iter().filter(|(k, _)| *k == kind).map(|(_, id)| *id);
+            cache.fill_ids(user, ids.collect(), epoch);
         }
         Ok(())
     }

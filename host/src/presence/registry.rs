@@ -65,10 +65,12 @@ impl Outbox {
         Ok(())
     }
 
-    /// Drops the connection without sending what is queued.
-    pub fn kill(&self) {
-        self.state.lock().killed = true;
+    /// Drops the connection without sending what is queued; true the first
+    /// time only.
+    pub fn kill(&self) -> bool {
+        let first = !std::mem::replace(&mut self.state.lock().killed, true);
         self.waker.wake();
+        first
     }
 
     pub fn is_killed(&self) -> bool {
@@ -121,16 +123,13 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// Queues a frame; a full queue means a slow reader, which is dropped.
     pub fn send(&self, frame: Frame) {
-        if self.out.try_send(frame) == Err(Refused::Full) {
-            // Counted once per connection, not per frame refused after.
-            if !self.out.is_killed() {
-                METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    session = self.id,
-                    "send queue full: dropping slow connection"
-                );
-                self.out.kill();
-            }
+        // Counted once per connection, not per frame refused after.
+        if self.out.try_send(frame) == Err(Refused::Full) && self.out.kill() {
+            METRICS.send_queue_drops.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                session = self.id,
+                "send queue full: dropping slow connection"
+            );
         }
     }
 }

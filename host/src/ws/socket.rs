@@ -51,10 +51,8 @@ pub enum ReadError {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
-    /// Everything available was read.
-    Drained,
-    /// More may be waiting; handle what was read first.
-    More,
+    /// Still open; more may be waiting (readiness says when).
+    Open,
     Eof,
 }
 
@@ -131,11 +129,6 @@ impl Socket {
         std::mem::take(&mut self.heard)
     }
 
-    /// Whether anything accepted is still unwritten.
-    pub fn is_backed_up(&self) -> bool {
-        !self.queue.is_empty()
-    }
-
     pub async fn readable(&self) -> io::Result<()> {
         poll_fn(|cx| self.tcp.poll_read_ready(cx)).await
     }
@@ -157,15 +150,15 @@ impl Socket {
                         .push(&buf[..n], out)
                         .map_err(ReadError::Violation)?;
                     if out.last() == Some(&Incoming::Close) {
-                        return Ok(Read::Drained);
+                        return Ok(Read::Open);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Drained),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Open),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(ReadError::Io),
             }
         }
-        Ok(Read::More)
+        Ok(Read::Open)
     }
 
     /// Writes queued frames until done (`true`) or the kernel is full
