@@ -261,17 +261,25 @@ pub fn s4_ratios(backend: &str, runs: &[crate::s4::S4Run]) -> Vec<serde_json::Va
     out
 }
 
+/// Where the CPU went in an S2-driven run, as S5 and S6 print it.
+fn cpu_summary(s: &S2Result) -> String {
+    format!(
+        "server CPU {} % of a core (generator {} %), {} deliveries per CPU-second",
+        opt(s.server_cpu_share.map(|c| c * 100.0), 0),
+        opt(s.generator_cpu_share.map(|c| c * 100.0), 0),
+        opt(s.deliveries_per_cpu_sec(), 0)
+    )
+}
+
 pub fn s5_table(r: &crate::s5::S5Result) {
     let s = &r.s2;
     println!(
-        "S5 swap under load · G={} · {} connections · {:.1} events/s, {:.0} deliveries/s · server CPU {} % of a core (generator {} %), {} deliveries per CPU-second",
+        "S5 swap under load · G={} · {} connections · {:.1} events/s, {:.0} deliveries/s · {}",
         s.group_size,
         s.plan.connections,
         s.events_per_sec,
         s.deliveries_per_sec,
-        opt(s.server_cpu_share.map(|c| c * 100.0), 0),
-        opt(s.generator_cpu_share.map(|c| c * 100.0), 0),
-        opt(s.deliveries_per_cpu_sec(), 0)
+        cpu_summary(s)
     );
     println!(
         "  swaps: {} ({} accepted), request p50 {:.0} ms, max {:.0} ms",
@@ -297,15 +305,13 @@ pub fn s5_table(r: &crate::s5::S5Result) {
 pub fn s6_table(r: &crate::s6::S6Result) {
     let s = &r.s2;
     println!(
-        "S6 slow consumers · {} · G={} · {} connections, {} stop reading · {:.0} deliveries/s to the others · server CPU {} % of a core (generator {} %), {} deliveries per CPU-second",
+        "S6 slow consumers · {} · G={} · {} connections, {} stop reading · {:.0} deliveries/s to the others · {}",
         s.target,
         s.group_size,
         s.plan.connections,
         s.slow_clients,
         s.deliveries_per_sec,
-        opt(s.server_cpu_share.map(|c| c * 100.0), 0),
-        opt(s.generator_cpu_share.map(|c| c * 100.0), 0),
-        opt(s.deliveries_per_cpu_sec(), 0)
+        cpu_summary(s)
     );
     println!(
         "  slow consumers closed by the server: {} of {} (queue-full drops in /metrics: {}); {} ended before they stopped reading",
