@@ -19,7 +19,7 @@ use crate::http::serve::serve;
 use crate::http::{AppState, router};
 use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
-use crate::presence::remote::follow_plugin;
+use crate::presence::plugins::follow_plugin;
 use crate::presence::{Presence, PresenceTasks};
 use crate::store::Store;
 

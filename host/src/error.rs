@@ -54,6 +54,18 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::presence::PluginChange> for ApiError {
+    fn from(e: crate::presence::PluginChange) -> Self {
+        use crate::presence::PluginChange;
+        match e {
+            PluginChange::Rejected(..) => ApiError::PluginRejected(e.to_string()),
+            PluginChange::NoPrevious(_) => ApiError::Conflict(e.to_string()),
+            PluginChange::Store(e) => e.into(),
+            PluginChange::Task(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();

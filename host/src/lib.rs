@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod presence;
+pub mod protocol;
 pub mod scaffold;
 pub mod store;
 pub mod ws;

@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cluster::Kind;
 use crate::policy::{Policies, SlotInfo};
 
 /// Upper bounds (seconds) of the latency histograms.
@@ -57,6 +56,20 @@ impl Histogram {
     }
 }
 
+/// Kinds of message between cluster nodes, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    Typing = 0,
+    Status = 1,
+    Directory = 2,
+    Plugin = 3,
+    Node = 4,
+}
+
+impl ClusterKind {
+    pub const NAMES: [&'static str; 5] = ["typing", "status", "directory", "plugin", "node"];
+}
+
 /// Client frame kinds counted on the way in (`invalid` for refused ones).
 pub const EVENT_KINDS: [&str; 6] = [
     "typing_start",
@@ -85,10 +98,10 @@ pub struct Metrics {
     /// One write-behind flush of `last_seen`.
     pub flush: Histogram,
     pub flush_failures: AtomicU64,
-    /// Cluster messages this node published, by kind ([`Kind::NAMES`]).
-    pub cluster_published: [AtomicU64; Kind::NAMES.len()],
+    /// Cluster messages this node published, by kind ([`ClusterKind::NAMES`]).
+    pub cluster_published: [AtomicU64; ClusterKind::NAMES.len()],
     /// Cluster messages this node received from Redis, by kind.
-    pub cluster_received: [AtomicU64; Kind::NAMES.len()],
+    pub cluster_received: [AtomicU64; ClusterKind::NAMES.len()],
     /// Cluster messages dropped: Redis down or the outbox full.
     pub cluster_dropped: AtomicU64,
 }
@@ -102,8 +115,8 @@ pub static METRICS: Metrics = Metrics {
     status_fanout: Histogram::new(),
     flush: Histogram::new(),
     flush_failures: AtomicU64::new(0),
-    cluster_published: [const { AtomicU64::new(0) }; Kind::NAMES.len()],
-    cluster_received: [const { AtomicU64::new(0) }; Kind::NAMES.len()],
+    cluster_published: [const { AtomicU64::new(0) }; ClusterKind::NAMES.len()],
+    cluster_received: [const { AtomicU64::new(0) }; ClusterKind::NAMES.len()],
     cluster_dropped: AtomicU64::new(0),
 };
 
@@ -220,7 +233,7 @@ impl Metrics {
                 ),
             ] {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for (kind, n) in Kind::NAMES.iter().zip(values) {
+                for (kind, n) in ClusterKind::NAMES.iter().zip(values) {
                     let _ = writeln!(
                         out,
                         "{name}{{kind=\"{kind}\"}} {}",

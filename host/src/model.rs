@@ -1,9 +1,16 @@
-//! Plain domain types shared by the store, the policies and the wire protocol.
+//! Plain domain types shared by the store, the policies, the cluster and
+//! the wire protocol.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A sorted id list shared by every reader.
+pub type Ids = Arc<[Uuid]>;
 
 /// Who may see a user's last seen (`users.last_seen_visibility`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,4 +93,25 @@ impl std::error::Error for UnknownValue {}
 pub struct PrivacySettings {
     pub show_last_seen: bool,
     pub last_seen_visibility: Visibility,
+}
+
+/// A user's live status while connected somewhere (or in their grace period).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Live {
+    pub status: Status,
+    /// Wall time of the last activity: an away user's `last_seen`.
+    pub last_activity_at: DateTime<Utc>,
+}
+
+/// A status change every watcher should hear about.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatusChange {
+    /// Orders the changes of one user: an older change never overtakes a
+    /// newer one. A node takes it while the user's entry is locked; in a
+    /// cluster, Redis numbers the changes it announces.
+    pub seq: u64,
+    pub status: Status,
+    pub at: DateTime<Utc>,
+    /// For away: the last activity; for offline: the last disconnect.
+    pub last_seen: Option<DateTime<Utc>>,
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence::config::Limits;
+use presence::model::Ids;
 use presence::policy::{Policies, PolicyConfig};
 use presence::presence::Presence;
-use presence::presence::directory::{Ids, Profile};
+use presence::presence::directory::Profile;
 use presence::store::Store;
 use uuid::Uuid;
 

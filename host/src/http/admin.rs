@@ -1,6 +1,6 @@
 //! The admin API (SPEC §6): how the chat backend keeps profiles, membership,
-//! contacts and activity in sync. Every change updates the store first, then
-//! invalidates the caches, then applies its live effect (typing stops).
+//! contacts and activity in sync, and how operators swap plugins. Each
+//! handler checks its input and makes one call into the presence state.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,9 +10,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Admin, Body, Path, parse_uuid};
-use crate::cluster::wire::DirectoryChange;
 use crate::error::{ApiError, ok};
-use crate::policy::{Slot, SlotInfo, UPLOAD_SOURCE};
+use crate::policy::{Slot, SlotInfo};
 
 type Reply = Result<Json<serde_json::Value>, ApiError>;
 
@@ -39,15 +38,9 @@ pub async fn put_user(
             "names are limited to {MAX_NAME_LEN} bytes"
         )));
     }
-    let d = &state.presence.directory;
-    let record = d
-        .store()
-        .upsert_profile(id, &body.username, &body.display_name)
-        .await?;
-    let p = d.put_profile(record);
-    state
+    let p = state
         .presence
-        .directory_changed(DirectoryChange::Profile { user: id })
+        .set_profile(id, &body.username, &body.display_name)
         .await?;
     Ok(ok(
         serde_json::json!({"id": p.id, "username": p.username, "display_name": p.display_name}),
@@ -77,14 +70,9 @@ pub async fn put_members(
 ) -> Reply {
     let conversation = parse_uuid(&id)?;
     let users = body.checked()?;
-    let p = &state.presence;
-    let previous = p.store().replace_members(conversation, &users).await?;
-    let mut changed: Vec<Uuid> = previous.into_iter().chain(users).collect();
-    changed.sort_unstable();
-    changed.dedup();
-    members_changed(&state, conversation, changed).await?;
+    let members = state.presence.replace_members(conversation, &users).await?;
     Ok(ok(
-        serde_json::json!({"conversation_id": conversation, "members": p.directory.members(conversation).await?.len()}),
+        serde_json::json!({"conversation_id": conversation, "members": members}),
     ))
 }
 
@@ -94,12 +82,7 @@ pub async fn add_member(
     Path((id, user)): Path<(String, String)>,
 ) -> Reply {
     let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
-    let added = state
-        .presence
-        .store()
-        .add_member(conversation, user)
-        .await?;
-    members_changed(&state, conversation, vec![user]).await?;
+    let added = state.presence.add_member(conversation, user).await?;
     Ok(ok(serde_json::json!({"added": added})))
 }
 
@@ -109,30 +92,8 @@ pub async fn remove_member(
     Path((id, user)): Path<(String, String)>,
 ) -> Reply {
     let (conversation, user) = (parse_uuid(&id)?, parse_uuid(&user)?);
-    let removed = state
-        .presence
-        .store()
-        .remove_member(conversation, user)
-        .await?;
-    members_changed(&state, conversation, vec![user]).await?;
+    let removed = state.presence.remove_member(conversation, user).await?;
     Ok(ok(serde_json::json!({"removed": removed})))
-}
-
-/// Reloads the member set on every node and stops the typing of anyone
-/// who left; `users` joined or left.
-async fn members_changed(
-    state: &AppState,
-    conversation: Uuid,
-    users: Vec<Uuid>,
-) -> Result<(), ApiError> {
-    state
-        .presence
-        .directory_changed(DirectoryChange::Members {
-            conversation,
-            users,
-        })
-        .await?;
-    Ok(())
 }
 
 pub async fn put_contacts(
@@ -143,18 +104,8 @@ pub async fn put_contacts(
 ) -> Reply {
     let user = parse_uuid(&id)?;
     let contacts = body.checked()?;
-    let d = &state.presence.directory;
-    let previous = d.store().replace_contacts(user, &contacts).await?;
-    let mut affected: Vec<Uuid> = previous.into_iter().chain(contacts).collect();
-    affected.sort_unstable();
-    affected.dedup();
-    state
-        .presence
-        .directory_changed(DirectoryChange::Contacts { user, affected })
-        .await?;
-    Ok(ok(
-        serde_json::json!({"user_id": user, "contacts": d.contacts_of(user).await?.len()}),
-    ))
+    let count = state.presence.replace_contacts(user, &contacts).await?;
+    Ok(ok(serde_json::json!({"user_id": user, "contacts": count})))
 }
 
 #[derive(Deserialize, PartialEq, Eq, Clone, Copy)]
@@ -180,11 +131,11 @@ pub async fn activity(
     _: Admin,
     Body(body): Body<ActivityBody>,
 ) -> Reply {
-    let p = &state.presence;
-    p.backend_activity(body.user_id).await;
-    if let (ActivityKind::MessageSent, Some(c)) = (body.kind, body.conversation_id) {
-        p.typing_stop(c, body.user_id);
-    }
+    let sent_in = match body.kind {
+        ActivityKind::MessageSent => body.conversation_id,
+        ActivityKind::MessageRead => None,
+    };
+    state.presence.backend_activity(body.user_id, sent_in).await;
     Ok(ok(serde_json::json!({"user_id": body.user_id})))
 }
 
@@ -209,25 +160,8 @@ pub async fn install_plugin(
     body: Bytes,
 ) -> Reply {
     let slot = parse_slot(&slot)?;
-    let policies = state.presence.policies.clone();
-    let bytes = body.clone();
-    let installed = tokio::task::spawn_blocking(move || {
-        policies.install(slot, &bytes, UPLOAD_SOURCE.to_owned())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    match installed {
-        Ok(info) => {
-            state
-                .presence
-                .plugin_changed(slot, &info.sha256, Some(&body))
-                .await?;
-            Ok(ok(slot_json(&info)))
-        }
-        Err(rejected) => Err(ApiError::PluginRejected(format!(
-            "the {slot} plugin was refused: {rejected}"
-        ))),
-    }
+    let info = state.presence.install_plugin(slot, body).await?;
+    Ok(ok(slot_json(&info)))
 }
 
 /// `POST /api/v1/admin/plugins/{slot}/rollback`.
@@ -237,18 +171,8 @@ pub async fn rollback_plugin(
     Path(slot): Path<String>,
 ) -> Reply {
     let slot = parse_slot(&slot)?;
-    match state.presence.policies.rollback(slot) {
-        Some(info) => {
-            state
-                .presence
-                .plugin_changed(slot, &info.sha256, None)
-                .await?;
-            Ok(ok(slot_json(&info)))
-        }
-        None => Err(ApiError::Conflict(format!(
-            "the {slot} slot has no previous plugin to roll back to"
-        ))),
-    }
+    let info = state.presence.rollback_plugin(slot).await?;
+    Ok(ok(slot_json(&info)))
 }
 
 fn parse_slot(s: &str) -> Result<Slot, ApiError> {
@@ -262,7 +186,7 @@ fn slot_json(s: &SlotInfo) -> serde_json::Value {
         "world": s.world,
         "source": s.source,
         "sha256": s.sha256,
-        "loaded_at": crate::ws::protocol::timestamp(&s.loaded_at),
+        "loaded_at": crate::protocol::timestamp(&s.loaded_at),
         "calls": s.calls,
         "failures": s.failures,
         "latency_p50_us": s.latency_p50.map(|d| d.as_secs_f64() * 1e6),

@@ -8,11 +8,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Body, CurrentUser, Path, parse_uuid};
-use crate::cluster::wire::DirectoryChange;
 use crate::error::{ApiError, ok};
 use crate::model::{PrivacySettings, Visibility};
 use crate::presence::directory::Profile;
-use crate::ws::protocol::ManualStatus;
+use crate::protocol::ManualStatus;
 
 type Reply = Result<Json<serde_json::Value>, ApiError>;
 
@@ -110,18 +109,11 @@ pub async fn put_privacy(
     CurrentUser(me): CurrentUser,
     Body(update): Body<PrivacyUpdate>,
 ) -> Reply {
-    let d = &state.presence.directory;
-    d.ensure_profile(&me).await?;
-    let record = d
-        .store()
-        .set_privacy(me.id, update.show_last_seen, update.last_seen_visibility)
+    let profile = state
+        .presence
+        .set_privacy(&me, update.show_last_seen, update.last_seen_visibility)
         .await?
         .ok_or(ApiError::UserNotFound)?;
-    let profile = d.put_profile(record);
-    state
-        .presence
-        .directory_changed(DirectoryChange::Profile { user: me.id })
-        .await?;
     Ok(ok(privacy_json(profile.privacy)))
 }
 
@@ -138,10 +130,7 @@ pub async fn put_status(
     Body(update): Body<StatusUpdate>,
 ) -> Reply {
     let p = &state.presence;
-    match update.status {
-        ManualStatus::Away => p.set_status_anywhere(me.id, true).await,
-        ManualStatus::Online => p.set_status_anywhere(me.id, false).await,
-    }
+    p.set_status_everywhere(me.id, update.status).await;
     let viewer = p.directory.ensure_profile(&me).await?;
     Ok(ok(p.status_object(&viewer, &viewer).await?))
 }

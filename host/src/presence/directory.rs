@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::auth;
-use crate::model::PrivacySettings;
+use crate::model::{Ids, PrivacySettings};
 use crate::store::{self, Pairs, Relations, Store, UserRecord};
 
 /// Shown when a typer has neither a display name nor a username.
@@ -50,9 +50,6 @@ impl From<UserRecord> for Profile {
         }
     }
 }
-
-/// A sorted id list shared by every reader.
-pub type Ids = Arc<[Uuid]>;
 
 /// A map filled from the store on a miss, where a change made through the
 /// admin API always beats a load that was in flight when it happened: every

@@ -1,11 +1,19 @@
-//! The presence state of this node and the rules that change it: who is
-//! online (`status`), who is typing (`typing`), who may see what (`view`),
-//! and where events go (`registry`). State lives in memory; the store is
+//! The presence state of this node and the rules that change it. The
+//! transports call one method per action: a client's (`actions`: typing,
+//! status, activity), the chat backend's (`admin`: profiles, membership,
+//! contacts, activity) and an operator's (`plugins`). The state is who is
+//! online (`status`), who is typing (`typing`), who may see what (`view`)
+//! and where events go (`registry`); it lives in memory, and the store is
 //! touched only for the caches' misses (`directory`) and the write-behind
-//! of `last_seen` (`flush`). Every timer runs in one task (`timers`).
+//! of `last_seen` (`flush`). Every timer runs in one task (`timers`). In a
+//! cluster, `remote` publishes what must cross nodes and applies what the
+//! cluster hands up.
 
+pub mod actions;
+pub mod admin;
 pub mod directory;
 pub mod flush;
+pub mod plugins;
 pub mod registry;
 pub mod remote;
 pub mod status;
@@ -13,14 +21,15 @@ pub mod timers;
 pub mod typing;
 pub mod view;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, LocalUsers};
 use crate::config::Limits;
+use crate::model::{Live, Status};
 use crate::policy::Policies;
 use crate::store::Store;
 use directory::Directory;
@@ -29,6 +38,9 @@ use registry::Registry;
 use timers::{TimerKey, Timers};
 use typing::Typing;
 
+pub use actions::Refusal;
+pub use plugins::PluginChange;
+
 pub struct Presence {
     pub policies: Arc<Policies>,
     pub directory: Directory,
@@ -36,11 +48,11 @@ pub struct Presence {
     pub typing: Typing,
     pub timers: Timers,
     pub(crate) write_behind: WriteBehind,
-    /// Source of [`status::Change`] sequence numbers.
+    /// Source of [`StatusChange`](crate::model::StatusChange) sequence numbers.
     pub(crate) status_seq: std::sync::atomic::AtomicU64,
     /// Per user, the sequence number and status of the last status change
     /// delivered here (or shown in a `ready`).
-    pub(crate) announced: dashmap::DashMap<uuid::Uuid, (u64, crate::model::Status)>,
+    pub(crate) announced: dashmap::DashMap<uuid::Uuid, (u64, Status)>,
     /// Status fan-outs that wait on the store run here; shutdown waits for them.
     pub(crate) tasks: TaskTracker,
     pub limits: Limits,
@@ -53,6 +65,7 @@ pub struct PresenceTasks {
     stop: CancellationToken,
     timer_task: JoinHandle<()>,
     flush_task: JoinHandle<()>,
+    /// The cluster's own tasks, then the one applying what they hand up.
     cluster_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -81,7 +94,17 @@ impl Presence {
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
         let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
         let cluster_tasks = match &presence.cluster {
-            Some(c) => c.start(Arc::downgrade(&presence), stop.clone()),
+            Some(c) => {
+                let local: Weak<dyn LocalUsers> = Arc::downgrade(&presence) as _;
+                let started = c.start(local, stop.clone());
+                let mut tasks = started.tasks;
+                tasks.push(tokio::spawn(remote::follow(
+                    Arc::downgrade(&presence),
+                    started.events,
+                    stop.clone(),
+                )));
+                tasks
+            }
             None => Vec::new(),
         };
         (
@@ -107,6 +130,22 @@ impl Presence {
             TimerKey::Grace(user) => self.grace_expired(user),
             TimerKey::Away(user) => self.idle_check(user),
         }
+    }
+}
+
+impl LocalUsers for Presence {
+    fn local_users(&self) -> Vec<(uuid::Uuid, Live)> {
+        self.registry
+            .users
+            .iter()
+            .map(|e| {
+                let live = Live {
+                    status: e.status,
+                    last_activity_at: e.last_activity_at,
+                };
+                (*e.key(), live)
+            })
+            .collect()
     }
 }
 

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::metrics::METRICS;
-use crate::model::Status;
-use crate::ws::protocol::Frame;
+use crate::model::{Live, Status};
+use crate::protocol::Frame;
 
 /// A session's bounded send queue. Fan-out pushes without waiting; the
 /// session's task drains it into the socket. It costs nothing until used.
@@ -146,13 +146,6 @@ pub struct UserEntry {
     pub last_activity_at: DateTime<Utc>,
     /// Set while the last connection is closed and the grace period runs.
     pub disconnected_at: Option<DateTime<Utc>>,
-}
-
-/// A user's live status as other code needs it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Live {
-    pub status: Status,
-    pub last_activity_at: DateTime<Utc>,
 }
 
 #[derive(Default)]

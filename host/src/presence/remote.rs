@@ -1,42 +1,73 @@
-//! What crosses nodes in a cluster: typing events this node's clients send
-//! go to the other nodes with members, which run the same typing rules on
-//! them; status changes come back from Redis; changes to the directory and
-//! to plugins reach every node. Alone (no cluster), each of these is the
-//! plain local operation.
+//! What crosses nodes in a cluster. Typing and directory changes made here
+//! are published to the nodes that need them; what the cluster hands up
+//! ([`Event`]) is applied here in order: typing from other nodes runs the
+//! same typing rules, status changes reach this node's watchers, directory
+//! changes and plugin swaps reload. Alone (no cluster), publishing is a
+//! no-op and nothing arrives.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use anyhow::Context;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Presence;
-use super::directory::{Ids, Profile};
-use super::status::Change;
-use crate::cluster::Kind;
+use crate::cluster::Event;
 use crate::cluster::wire::{self, DirectoryChange, Message};
-use crate::model::Status;
-use crate::policy::{Policies, Slot};
-use crate::store::{self, Store};
+use crate::metrics::ClusterKind;
+use crate::model::{Ids, Status, StatusChange};
+use crate::policy::Slot;
+use crate::protocol::ManualStatus;
+use crate::store;
+
+/// Applies what the cluster hands up, in order, until it stops.
+pub(super) async fn follow(
+    presence: Weak<Presence>,
+    mut events: mpsc::Receiver<Event>,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = events.recv() => e,
+        };
+        let (Some(event), Some(p)) = (event, presence.upgrade()) else {
+            return;
+        };
+        p.on_cluster_event(event).await;
+    }
+}
 
 impl Presence {
-    /// `typing_start` from a client of this node.
-    pub fn typing_start(&self, conversation: Uuid, profile: Arc<Profile>, members: Ids) -> bool {
-        let user = profile.id;
-        let started = self
-            .typing
-            .start(self, conversation, profile, members, None);
-        if started {
-            self.publish_typing(conversation, user, true);
+    pub(super) fn publish_typing(&self, conversation: Uuid, user: Uuid, start: bool) {
+        if let Some(c) = &self.cluster {
+            c.publish(
+                ClusterKind::Typing,
+                c.names.typing(conversation),
+                wire::typing(user, start, &c.node),
+            );
         }
-        started
     }
 
-    /// `typing_stop` from a client of this node, or a sent message.
-    pub fn typing_stop(&self, conversation: Uuid, user: Uuid) {
-        self.typing.stop(self, conversation, user);
-        self.publish_typing(conversation, user, false);
+    pub(super) fn publish_directory_change(&self, change: &DirectoryChange) {
+        if let Some(c) = &self.cluster {
+            c.publish(
+                ClusterKind::Directory,
+                c.names.bus(),
+                wire::directory(&c.node, change),
+            );
+        }
+    }
+
+    pub(super) fn publish_plugin(&self, slot: Slot, sha256: &str) {
+        if let Some(c) = &self.cluster {
+            c.publish(
+                ClusterKind::Plugin,
+                c.names.bus(),
+                wire::plugin(&c.node, slot, sha256),
+            );
+        }
     }
 
     /// The user's last connection here closed: what they typed through
@@ -45,79 +76,6 @@ impl Presence {
         for c in self.typing.stop_from(self, user, None) {
             self.publish_typing(c, user, false);
         }
-    }
-
-    fn publish_typing(&self, conversation: Uuid, user: Uuid, start: bool) {
-        if let Some(c) = &self.cluster {
-            c.publish(
-                Kind::Typing,
-                c.names.typing(conversation),
-                wire::typing(user, start, &c.node),
-            );
-        }
-    }
-
-    /// Applies a change the admin or REST API made, here and on every node.
-    pub async fn directory_changed(&self, change: DirectoryChange) -> store::Result<()> {
-        self.apply_directory_change(&change, true).await?;
-        if let Some(c) = &self.cluster {
-            c.publish(
-                Kind::Directory,
-                c.names.bus(),
-                wire::directory(&c.node, &change),
-            );
-        }
-        Ok(())
-    }
-
-    /// Drops what the caches held of the change, stops the typing of
-    /// members who left, and re-subscribes for the connected users whose
-    /// conversations or watched users changed.
-    async fn apply_directory_change(
-        &self,
-        change: &DirectoryChange,
-        here: bool,
-    ) -> store::Result<()> {
-        let d = &self.directory;
-        let mut affected = match change {
-            DirectoryChange::Profile { user } => {
-                // The node that made the change cached the new profile.
-                if !here {
-                    d.invalidate_profile(user);
-                }
-                Vec::new()
-            }
-            DirectoryChange::Members {
-                conversation,
-                users,
-            } => {
-                for u in users {
-                    d.invalidate_conversations(u);
-                }
-                d.invalidate_members(conversation);
-                let members = d.members(*conversation).await?;
-                self.typing
-                    .members_changed(self, *conversation, members.clone());
-                users.iter().chain(members.iter()).copied().collect()
-            }
-            DirectoryChange::Contacts { user, affected } => {
-                d.invalidate_contacts(user);
-                for c in affected {
-                    d.invalidate_watchers(c);
-                }
-                vec![*user]
-            }
-        };
-        if self.cluster.is_some() {
-            affected.sort_unstable();
-            affected.dedup();
-            for user in affected {
-                if self.registry.users.contains_key(&user) {
-                    self.track(user).await?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Subscribes this node to what `user` (connected here) needs to hear.
@@ -159,7 +117,7 @@ impl Presence {
 
     /// Hands `message` to the other nodes `user` is connected to; returns
     /// whether there are any.
-    pub(super) async fn forward(&self, user: Uuid, message: &str) -> bool {
+    async fn forward(&self, user: Uuid, message: &str) -> bool {
         let Some(c) = self.cluster.as_ref().filter(|c| c.is_up()) else {
             return false;
         };
@@ -167,7 +125,7 @@ impl Presence {
             Ok(nodes) => {
                 let mut elsewhere = false;
                 for node in nodes.iter().filter(|n| **n != *c.node) {
-                    c.publish(Kind::Node, c.names.node(node), message.to_owned());
+                    c.publish(ClusterKind::Node, c.names.node(node), message.to_owned());
                     elsewhere = true;
                 }
                 elsewhere
@@ -179,23 +137,46 @@ impl Presence {
         }
     }
 
-    /// `PUT /users/me/status` (`away` or `online`), wherever the user is connected.
-    pub async fn set_status_anywhere(self: &Arc<Self>, user: Uuid, away: bool) {
-        let message = if away {
-            wire::away(user)
-        } else {
-            wire::activity(user)
+    /// Backend activity for `user`, to the other nodes they are connected
+    /// to; returns whether there are any.
+    pub(super) async fn forward_activity(&self, user: Uuid) -> bool {
+        self.forward(user, &wire::activity(user)).await
+    }
+
+    /// A REST status change for `user`, to the other nodes they are
+    /// connected to.
+    pub(super) async fn forward_status(&self, user: Uuid, status: ManualStatus) {
+        let message = match status {
+            ManualStatus::Away => wire::away(user),
+            ManualStatus::Online => wire::activity(user),
         };
         self.forward(user, &message).await;
-        if away {
-            self.set_away(user);
-        } else {
-            self.activity(user);
+    }
+
+    async fn on_cluster_event(self: &Arc<Self>, event: Event) {
+        match event {
+            Event::Message(m) => self.on_cluster_message(m).await,
+            Event::OfflineEverywhere(user, at) => self.offline_everywhere(user, at),
+            Event::Undelivered(user, change) => self.spawn_announce(user, change),
+            Event::Relinked => {
+                // Messages published while this node was not listening are
+                // lost: what they would have changed is reloaded.
+                let this = self.clone();
+                self.tasks
+                    .spawn(async move { this.after_missed_messages().await });
+            }
+            Event::Republished { settle } => {
+                let this = self.clone();
+                self.tasks.spawn(async move {
+                    tokio::time::sleep(settle).await;
+                    this.reconcile().await;
+                });
+            }
         }
     }
 
     /// A message from another node (or Redis) arrived.
-    pub async fn on_cluster_message(self: &Arc<Self>, message: Message) {
+    async fn on_cluster_message(self: &Arc<Self>, message: Message) {
         let Some(cluster) = &self.cluster else {
             return;
         };
@@ -241,7 +222,7 @@ impl Presence {
                 }
                 self.spawn_announce_as(
                     e.user,
-                    Change {
+                    StatusChange {
                         seq: e.seq,
                         status: e.status,
                         at: e.at,
@@ -250,7 +231,7 @@ impl Presence {
                     e.replay,
                 );
             }
-            // Off the link task: these reload from the database (and a
+            // Off the event task: these reload from the database (and a
             // plugin compiles), which must not hold up typing and status.
             // Reloads read the latest state, so their order does not matter.
             Message::Directory { origin, change } => {
@@ -287,7 +268,7 @@ impl Presence {
     /// The link to Redis was down, so directory changes and plugin swaps
     /// published meanwhile were missed: drop every cache, resubscribe for
     /// every connected user, and serve the cluster's plugins.
-    pub(crate) async fn after_missed_messages(self: &Arc<Self>) {
+    async fn after_missed_messages(self: &Arc<Self>) {
         self.directory.clear();
         let users: Vec<Uuid> = self.registry.users.iter().map(|e| *e.key()).collect();
         for user in users {
@@ -295,22 +276,13 @@ impl Presence {
                 tracing::warn!(error = %e, %user, "resubscribing failed");
             }
         }
-        match self.store().active_plugins().await {
-            Ok(active) => {
-                for (slot, sha256) in active {
-                    if let Ok(slot) = slot.parse() {
-                        self.follow_plugin(slot, sha256).await;
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading the cluster's plugins failed"),
-        }
+        self.follow_plugins().await;
     }
 
     /// After Redis came back: every watched user whose status differs from
     /// what this node's watchers were last told gets a correcting event
     /// (a change lost while Redis was away, or a dead node nobody reaped).
-    pub(crate) async fn reconcile(self: &Arc<Self>) {
+    async fn reconcile(self: &Arc<Self>) {
         let Some(c) = &self.cluster else { return };
         let watched = c.watched().await;
         for chunk in watched.chunks(500) {
@@ -332,7 +304,7 @@ impl Presence {
                 };
                 self.spawn_announce(
                     *user,
-                    Change {
+                    StatusChange {
                         seq: seq + 1,
                         status,
                         at: Utc::now(),
@@ -359,66 +331,3 @@ impl Presence {
         }
     }
 }
-
-impl Presence {
-    /// An operator installed or rolled back a plugin here: in a cluster the
-    /// component is stored where every node can fetch it, and announced.
-    pub async fn plugin_changed(
-        &self,
-        slot: Slot,
-        sha256: &str,
-        bytes: Option<&[u8]>,
-    ) -> store::Result<()> {
-        let Some(c) = &self.cluster else {
-            return Ok(());
-        };
-        let store = self.store();
-        if let Some(bytes) = bytes {
-            store.save_plugin(sha256, slot.as_str(), bytes).await?;
-        }
-        store.set_active_plugin(slot.as_str(), sha256).await?;
-        c.publish(
-            Kind::Plugin,
-            c.names.bus(),
-            wire::plugin(&c.node, slot, sha256),
-        );
-        Ok(())
-    }
-
-    async fn follow_plugin(&self, slot: Slot, sha256: String) {
-        if let Err(e) = follow_plugin(&self.policies, self.store(), slot, &sha256).await {
-            tracing::error!(%slot, %sha256, error = %format_args!("{e:#}"), "could not follow the cluster's plugin");
-        }
-    }
-}
-
-/// Makes `slot` serve the component with this hash, as another node does:
-/// from the rollback history, the built-in, or the components stored in
-/// the database.
-pub async fn follow_plugin(
-    policies: &Arc<Policies>,
-    store: &Store,
-    slot: Slot,
-    sha256: &str,
-) -> anyhow::Result<()> {
-    if policies.slot(slot).sha256 == sha256 || policies.restore(slot, sha256).is_some() {
-        return Ok(());
-    }
-    let builtin = slot.builtin_component();
-    let bytes = if hex::encode(Sha256::digest(builtin)) == sha256 {
-        builtin.to_vec()
-    } else {
-        store
-            .plugin(sha256)
-            .await?
-            .with_context(|| format!("no stored component has sha256 {sha256}"))?
-    };
-    let policies = policies.clone();
-    tokio::task::spawn_blocking(move || policies.install(slot, &bytes, CLUSTER_SOURCE.to_owned()))
-        .await??;
-    Ok(())
-}
-
-/// [`SlotInfo::source`](crate::policy::SlotInfo) of a component installed
-/// because another node of the cluster installed it.
-pub const CLUSTER_SOURCE: &str = "cluster";

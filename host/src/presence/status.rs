@@ -17,28 +17,14 @@ use super::registry::{SessionHandle, UserEntry};
 use super::timers::TimerKey;
 use super::view::status_object;
 use crate::auth;
-use crate::cluster::wire;
 use crate::metrics::METRICS;
-use crate::model::Status;
+use crate::model::{Live, Status, StatusChange};
 use crate::policy::{LastSeenView, WatcherScope};
+use crate::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, frame};
 use crate::store;
-use crate::ws::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, frame};
 
 /// Watchers decided between two yields of a status fan-out.
 const YIELD_EVERY: usize = 256;
-
-/// A change every watcher should hear about.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Change {
-    /// Taken while the user's registry entry is locked, so it orders the
-    /// changes of one user; an older change never overtakes a newer one.
-    /// In a cluster, Redis numbers the changes it announces.
-    pub seq: u64,
-    pub status: Status,
-    pub at: DateTime<Utc>,
-    /// For away: the last activity; for offline: the last disconnect.
-    pub last_seen: Option<DateTime<Utc>>,
-}
 
 impl Presence {
     /// Registers a new connection. Returns its handle and the `ready` frame,
@@ -80,7 +66,7 @@ impl Presence {
             self.track(user.id).await?;
             self.changed(
                 user.id,
-                Change {
+                StatusChange {
                     seq,
                     status: Status::Online,
                     at: now_at,
@@ -195,7 +181,7 @@ impl Presence {
         self.untrack(user);
         self.changed(
             user,
-            Change {
+            StatusChange {
                 seq,
                 status: Status::Offline,
                 at,
@@ -224,27 +210,13 @@ impl Presence {
         self.schedule_idle_check(user, now);
         self.changed(
             user,
-            Change {
+            StatusChange {
                 seq,
                 status: Status::Online,
                 at: now_at,
                 last_seen: None,
             },
         );
-    }
-
-    /// Activity reported by the chat backend for a user who may be offline:
-    /// an offline user's last seen moves forward. In a cluster it goes to
-    /// the nodes the user is connected to.
-    pub async fn backend_activity(self: &Arc<Self>, user: Uuid) {
-        let elsewhere = self.forward(user, &wire::activity(user)).await;
-        if self.registry.is_connected(&user) {
-            self.activity(user);
-        } else if self.registry.live(&user).is_none() && !elsewhere {
-            let now = Utc::now();
-            self.directory.set_last_seen(&user, now);
-            self.write_behind.record(user, Status::Offline, now);
-        }
     }
 
     /// `set_status away`: away until the next activity.
@@ -257,7 +229,7 @@ impl Presence {
                 return;
             }
             e.status = Status::Away;
-            Change {
+            StatusChange {
                 seq: self.next_status_seq(),
                 status: Status::Away,
                 at: Utc::now(),
@@ -289,7 +261,7 @@ impl Presence {
                 return;
             }
             e.status = Status::Away;
-            Change {
+            StatusChange {
                 seq: self.next_status_seq(),
                 status: Status::Away,
                 at: Utc::now(),
@@ -299,7 +271,7 @@ impl Presence {
         self.changed(user, change);
     }
 
-    /// Orders status changes across users and tasks (see [`Change::seq`]):
+    /// Orders status changes across users and tasks (see [`StatusChange::seq`]):
     /// microseconds of wall time, at least one more than the last, so that
     /// they also order against the sequence numbers a cluster's Redis gives.
     fn next_status_seq(&self) -> u64 {
@@ -321,7 +293,7 @@ impl Presence {
     /// in a cluster it goes to Redis, which announces it to every node if
     /// the user's cluster-wide status changed (or, with Redis down, local
     /// watchers hear it now and Redis learns it later).
-    fn changed(self: &Arc<Self>, user: Uuid, change: Change) {
+    fn changed(self: &Arc<Self>, user: Uuid, change: StatusChange) {
         match &self.cluster {
             Some(c) => {
                 let up = c.is_up();
@@ -334,25 +306,25 @@ impl Presence {
         }
     }
 
-    /// Tells this node's watchers about a change (used when Redis is down).
-    pub(crate) fn announce_locally(self: &Arc<Self>, user: Uuid, change: Change) {
-        self.spawn_announce(user, change);
-    }
-
     /// Redis found `user` offline on every node as of `at`: record it.
-    pub(crate) fn offline_everywhere(&self, user: Uuid, at: DateTime<Utc>) {
+    pub(super) fn offline_everywhere(&self, user: Uuid, at: DateTime<Utc>) {
         self.directory.set_last_seen(&user, at);
         self.write_behind.record(user, Status::Offline, at);
         self.write_behind.kick();
     }
 
-    pub(super) fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: Change) {
+    pub(super) fn spawn_announce(self: &Arc<Self>, subject: Uuid, change: StatusChange) {
         self.spawn_announce_as(subject, change, false);
     }
 
     /// `replay`: a node republished its state; dropped here if the
     /// watchers were last told this very status.
-    pub(super) fn spawn_announce_as(self: &Arc<Self>, subject: Uuid, change: Change, replay: bool) {
+    pub(super) fn spawn_announce_as(
+        self: &Arc<Self>,
+        subject: Uuid,
+        change: StatusChange,
+        replay: bool,
+    ) {
         let this = self.clone();
         self.tasks.spawn(async move {
             if let Err(e) = this.announce(subject, change, replay).await {
@@ -363,7 +335,12 @@ impl Presence {
 
     /// Sends `user_status` to every connected watcher, each through the
     /// privacy policy; watchers who see the same thing share one payload.
-    async fn announce(&self, subject: Uuid, change: Change, replay: bool) -> store::Result<()> {
+    async fn announce(
+        &self,
+        subject: Uuid,
+        change: StatusChange,
+        replay: bool,
+    ) -> store::Result<()> {
         let started = std::time::Instant::now();
         let Some(subject_profile) = self.directory.profile(subject).await? else {
             return Ok(());
@@ -397,7 +374,7 @@ impl Presence {
             if !view.show_status {
                 continue;
             }
-            let live = Some(super::registry::Live {
+            let live = Some(Live {
                 status: change.status,
                 last_activity_at: change.at,
             });
@@ -435,7 +412,7 @@ impl Presence {
     fn note_announced(
         &self,
         subject: Uuid,
-        change: Change,
+        change: StatusChange,
         replay: bool,
     ) -> Option<dashmap::mapref::one::RefMut<'_, Uuid, (u64, Status)>> {
         let mut last = match self.announced.entry(subject) {
@@ -466,7 +443,7 @@ impl Presence {
     }
 }
 
-fn status_frame(change: &Change, view: &LastSeenView, subject: Uuid) -> Frame {
+fn status_frame(change: &StatusChange, view: &LastSeenView, subject: Uuid) -> Frame {
     let (last_seen, approx) = match (change.status, view) {
         (Status::Online, _) => (None, None),
         (_, LastSeenView::Exact) => (Some(change.last_seen.map(TimeString)), None),

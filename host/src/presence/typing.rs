@@ -13,11 +13,12 @@ use uuid::Uuid;
 use std::sync::atomic::Ordering;
 
 use super::Presence;
-use super::directory::{Ids, Profile};
+use super::directory::Profile;
 use super::timers::TimerKey;
 use crate::metrics::METRICS;
+use crate::model::Ids;
 use crate::policy::TypingStart;
-use crate::ws::protocol::{Frame, TypingSnapshot, UserTyping, frame};
+use crate::protocol::{Frame, TypingSnapshot, UserTyping, frame};
 
 struct Typer {
     user: Uuid,

@@ -6,12 +6,11 @@ use uuid::Uuid;
 
 use super::Presence;
 use super::directory::{Profile, intersects};
-use super::registry::Live;
 use crate::cluster::RemoteLive;
-use crate::model::Status;
+use crate::model::{Live, Status};
 use crate::policy::{LastSeenView, Relationship, View, ViewRequest};
+use crate::protocol::StatusObject;
 use crate::store;
-use crate::ws::protocol::StatusObject;
 
 impl Presence {
     pub async fn relationship(&self, viewer: Uuid, subject: Uuid) -> store::Result<Relationship> {

@@ -2,6 +2,8 @@
 //! bytes one read returned, so an idle connection holds no buffer: only a
 //! frame split across reads is kept, and only until it is complete.
 
+use super::CloseCode;
+
 pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
@@ -37,11 +39,11 @@ pub enum Violation {
 }
 
 impl Violation {
-    pub fn close(self) -> (u16, &'static str) {
+    pub fn close(self) -> (CloseCode, &'static str) {
         match self {
-            Violation::TooBig => (1009, "frame too large"),
-            Violation::Protocol => (1002, "protocol error"),
-            Violation::BadUtf8 => (1007, "text is not UTF-8"),
+            Violation::TooBig => (CloseCode::Size, "frame too large"),
+            Violation::Protocol => (CloseCode::Protocol, "protocol error"),
+            Violation::BadUtf8 => (CloseCode::Invalid, "text is not UTF-8"),
         }
     }
 }
@@ -252,8 +254,8 @@ pub fn control(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A close frame with a code and a reason.
-pub fn close(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
+pub fn close(code: CloseCode, reason: &str) -> Vec<u8> {
+    let mut payload = u16::from(code).to_be_bytes().to_vec();
     payload.extend_from_slice(reason.as_bytes());
     control(OP_CLOSE, &payload)
 }
@@ -389,7 +391,7 @@ mod tests {
         assert_eq!(header(OP_TEXT, 70_000, &mut h), 10);
         assert_eq!(&h[2..10], &70_000u64.to_be_bytes());
         assert_eq!(
-            close(1009, "big"),
+            close(CloseCode::Size, "big"),
             vec![0x88, 5, 0x03, 0xF1, b'b', b'i', b'g']
         );
     }

@@ -11,22 +11,19 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::CloseCode;
 use super::frame::{self, Incoming, Violation};
-use super::protocol::{ClientEvent, Frame, ManualStatus, error_frame, pong_frame};
 use super::socket::{Read, ReadError, Socket};
 use crate::auth;
 use crate::metrics::METRICS;
-use crate::presence::Presence;
 use crate::presence::registry::{Outbox, SessionHandle};
+use crate::presence::{Presence, Refusal};
+use crate::protocol::{ClientEvent, Frame, error_frame, pong_frame};
 
 /// How long a closing session may take to send what is queued.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_INTERNAL: u16 = 1011;
 
 /// How a session ends.
 enum End {
@@ -35,9 +32,9 @@ enum End {
     /// The client closed: answer its close.
     PeerClosed,
     /// Send what is queued, then close with this code.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
     /// Close with this code without sending what is queued.
-    Now(u16, &'static str),
+    Now(CloseCode, &'static str),
     /// The client broke the protocol: send what is queued, close with the
     /// violation's code, and read nothing more from it.
     Violation(Violation),
@@ -87,7 +84,7 @@ pub async fn run(
         }
         Err(e) => {
             tracing::error!(error = %e, user = %user.id, "connect failed");
-            End::Close(CLOSE_INTERNAL, "internal error")
+            End::Close(CloseCode::Error, "internal error")
         }
     };
     presence.disconnect(user.id, handle.id);
@@ -181,10 +178,10 @@ impl Reader<'_> {
             // Unbiased: a steady stream of fan-out must not starve reads
             // (the pongs that keep this connection alive), nor the reverse.
             tokio::select! {
-                _ = &mut stop => return End::Now(CLOSE_GOING_AWAY, "going away"),
+                _ = &mut stop => return End::Now(CloseCode::Away, "going away"),
                 _ = self.handle.out.wait(!backed_up) => {
                     if self.handle.out.is_killed() {
-                        return End::Now(CLOSE_GOING_AWAY, "going away");
+                        return End::Now(CloseCode::Away, "going away");
                     }
                     let socket = &mut *self.socket;
                     self.handle.out.drain(|f| socket.send_text(f));
@@ -216,7 +213,7 @@ impl Reader<'_> {
                 _ = &mut tick => {
                     let now = Instant::now();
                     if now.duration_since(last_heard) >= silence_limit {
-                        return End::Close(CLOSE_GOING_AWAY, "heartbeat timeout");
+                        return End::Close(CloseCode::Away, "heartbeat timeout");
                     }
                     if now >= next_ping {
                         self.socket.send_ping();
@@ -237,7 +234,7 @@ impl Reader<'_> {
             match self.admit() {
                 Admit::Apply => {}
                 Admit::Skip => continue,
-                Admit::Close => return Some(End::Close(CLOSE_POLICY, "rate limit exceeded")),
+                Admit::Close => return Some(End::Close(CloseCode::Policy, "rate limit exceeded")),
             }
             match msg {
                 Incoming::Text(text) => self.on_text(&text).await,
@@ -281,8 +278,12 @@ impl Reader<'_> {
         match ClientEvent::parse(text) {
             Ok(event) => {
                 METRICS.event_in(event.kind());
-                if let Err((code, message)) = self.apply(&event).await {
-                    self.send(error_frame(code, &message, Some(event.kind())));
+                if let Err(refusal) = self.apply(&event).await {
+                    self.send(error_frame(
+                        refusal.code(),
+                        refusal.message(),
+                        Some(event.kind()),
+                    ));
                 }
             }
             Err(bad) => {
@@ -296,67 +297,31 @@ impl Reader<'_> {
         }
     }
 
-    async fn apply(&mut self, event: &ClientEvent) -> Result<(), (&'static str, String)> {
-        let p = self.presence;
+    /// One client event, one call into the presence state.
+    async fn apply(&self, event: &ClientEvent) -> Result<(), Refusal> {
+        let (p, user) = (self.presence, self.user);
         match *event {
             ClientEvent::TypingStart {
                 conversation_id,
                 user_id,
-            }
-            | ClientEvent::TypingStop {
+            } => p.typing(user, user_id, conversation_id, true).await,
+            ClientEvent::TypingStop {
                 conversation_id,
                 user_id,
-            } => {
-                if user_id.is_some_and(|u| u != self.user) {
-                    return Err(("forbidden", "user_id must be your own".to_owned()));
-                }
-                let not_member = || {
-                    (
-                        "not_member",
-                        "you are not a member of this conversation".to_owned(),
-                    )
-                };
-                // Checked against the sender's own conversations first, so
-                // made-up ids cost no member lookup and leave nothing cached.
-                let mine = p
-                    .directory
-                    .conversations_of(self.user)
-                    .await
-                    .map_err(internal)?;
-                if mine.binary_search(&conversation_id).is_err() {
-                    return Err(not_member());
-                }
-                if matches!(event, ClientEvent::TypingStart { .. }) {
-                    // Recipients; `start` re-checks membership under its lock.
-                    let members = p
-                        .directory
-                        .members(conversation_id)
-                        .await
-                        .map_err(internal)?;
-                    let profile = p
-                        .directory
-                        .profile(self.user)
-                        .await
-                        .map_err(internal)?
-                        .ok_or_else(|| internal("profile vanished"))?;
-                    if !p.typing_start(conversation_id, profile, members) {
-                        return Err(not_member());
-                    }
-                } else {
-                    p.typing_stop(conversation_id, self.user);
-                }
-                p.activity(self.user);
+            } => p.typing(user, user_id, conversation_id, false).await,
+            ClientEvent::SetStatus { status } => {
+                p.set_status(user, status);
+                Ok(())
             }
-            ClientEvent::SetStatus {
-                status: ManualStatus::Away,
-            } => p.set_away(self.user),
-            ClientEvent::SetStatus {
-                status: ManualStatus::Online,
+            ClientEvent::Activity => {
+                p.activity(user);
+                Ok(())
             }
-            | ClientEvent::Activity => p.activity(self.user),
-            ClientEvent::Ping => self.send(pong_frame()),
+            ClientEvent::Ping => {
+                self.send(pong_frame());
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn send(&self, frame: Frame) {
@@ -368,11 +333,6 @@ enum Admit {
     Apply,
     Skip,
     Close,
-}
-
-fn internal(e: impl std::fmt::Display) -> (&'static str, String) {
-    tracing::error!(error = %e, "event failed");
-    ("internal", "internal error".to_owned())
 }
 
 /// A token bucket: `rate` frames per second sustained, `burst` at once.

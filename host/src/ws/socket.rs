@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::frame::{self, Inbound, Incoming, Violation};
-use super::protocol::Frame;
+use crate::protocol::Frame;
 
 /// Bytes read per `read` call; on the stack, never kept.
 const READ_CHUNK: usize = 4096;
@@ -35,7 +35,7 @@ impl Item {
     fn parts<'a>(&'a self, header: &'a mut [u8; frame::MAX_HEADER]) -> (&'a [u8], &'a [u8]) {
         match self {
             Item::Text(f) => {
-                let body = f.as_str().as_bytes();
+                let body = f.as_bytes();
                 let n = frame::header(frame::OP_TEXT, body.len(), header);
                 (&header[..n], body)
             }

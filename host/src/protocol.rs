@@ -1,16 +1,41 @@
-//! The WebSocket wire format (SPEC §4): every frame is `{"type": "...", "data": {...}}`.
-//! Client frames are parsed into [`ClientEvent`]; server frames are serialized
-//! once into [`Frame`] bytes and shared by every recipient.
+//! The application protocol (SPEC §4–5): the JSON events carried in WebSocket
+//! text frames (`{"type": "...", "data": {...}}`) and the status objects the
+//! REST API answers with. Client events are parsed into [`ClientEvent`];
+//! server events are serialized once into a [`Frame`] and shared by every
+//! recipient.
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::model::Status;
 
-/// A serialized server frame; cloning shares the bytes.
-pub type Frame = Utf8Bytes;
+/// One serialized server event: JSON text. Cloning shares the bytes, so a
+/// fan-out serializes a payload once whatever the number of recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub const fn from_static(text: &'static str) -> Frame {
+        Frame(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// The UTF-8 bytes, as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a frame is made from a string")
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Frame {
+        Frame(Bytes::from(text))
+    }
+}
 
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,316 @@
+//! The node's lease and the sync of its live presence to Redis. One task
+//! renews the lease every heartbeat (and reaps the nodes whose lease ran
+//! out), writes the local status changes recorded since, and republishes
+//! the node's whole state whenever Redis may have lost it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Cluster, Event, SCRIPT_TIMEOUT, Up, timed, timed_for, wire};
+use crate::model::{Status, StatusChange};
+
+/// One local status change waiting to be written to Redis.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    change: StatusChange,
+    /// Watchers on this node already heard it (Redis was down at the time).
+    delivered: bool,
+}
+
+/// What the update script is given per user: the field value (empty for
+/// gone) and, for gone, when.
+type Entry = (Uuid, String, Option<DateTime<Utc>>);
+
+/// Users offline everywhere now, and since when.
+type Gone = Vec<(Uuid, DateTime<Utc>)>;
+
+/// The Redis field value of a local status: `o`/`a` and the last activity.
+fn value_of(status: Status, last_activity: DateTime<Utc>) -> String {
+    let tag = if status == Status::Away { 'a' } else { 'o' };
+    format!("{tag}{}", last_activity.timestamp_millis())
+}
+
+fn gone_pairs(out: &[String]) -> Gone {
+    out.chunks_exact(2)
+        .filter_map(|p| Some((p[0].parse().ok()?, wire::millis(&p[1])?)))
+        .collect()
+}
+
+impl Cluster {
+    /// Clears what a previous run under this node id left in Redis (its
+    /// users are handed up as offline once the node runs) and tells every
+    /// node that what it owned is gone.
+    pub(super) async fn register(&self) -> anyhow::Result<()> {
+        let left = self
+            .update("r", Vec::new())
+            .await
+            .context("registering the node in Redis")?
+            .unwrap_or_default();
+        *self.left_behind.lock() = left;
+        self.announce_gone().await.context("announcing the node")
+    }
+
+    /// A local status change: written to Redis by the state task, which
+    /// announces it cluster-wide if the user's status there changed.
+    /// `delivered`: this node's watchers heard it already.
+    pub fn record(&self, user: Uuid, change: StatusChange, delivered: bool) {
+        self.dirty
+            .lock()
+            .insert(user, Pending { change, delivered });
+        self.wake.notify_one();
+    }
+
+    /// Runs the update script; returns the users now offline everywhere,
+    /// or `None` when this node holds no lease (nothing was written).
+    async fn update(&self, flags: &str, entries: Vec<Entry>) -> anyhow::Result<Option<Gone>> {
+        let mut call = self.scripts.update.prepare_invoke();
+        call.arg(self.names.prefix())
+            .arg(&*self.node)
+            .arg(flags)
+            .arg(self.lease.as_millis() as u64);
+        for (user, value, seen) in &entries {
+            call.arg(user.to_string()).arg(value).arg(
+                seen.map(|t| t.timestamp_millis().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        let mut conn = self.conn.clone();
+        let out: Vec<String> = timed_for(SCRIPT_TIMEOUT, call.invoke_async(&mut conn)).await?;
+        Ok((out.first().map(String::as_str) == Some("1")).then(|| gone_pairs(&out[1..])))
+    }
+
+    /// Renews the lease, reaps dead nodes, writes pending changes, and
+    /// republishes everything after Redis was lost.
+    pub(super) async fn state(self: Arc<Self>, up: Up, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let alive = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => self.beat(&up).await,
+                _ = self.wake.notified() => true,
+            };
+            if !alive {
+                return;
+            }
+            if !self.redis_up.load(Ordering::SeqCst) {
+                continue;
+            }
+            let alive = if self.resync.load(Ordering::SeqCst) {
+                self.full_sync(&up).await
+            } else {
+                self.write_pending(&up).await
+            };
+            if !alive {
+                return;
+            }
+        }
+    }
+
+    /// Hands up users offline everywhere; false once nobody listens.
+    async fn hand_up_gone(&self, up: &Up, gone: Gone) -> bool {
+        for (user, at) in gone {
+            if !up.send(Event::OfflineEverywhere(user, at)).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn beat(&self, up: &Up) -> bool {
+        let left = std::mem::take(&mut *self.left_behind.lock());
+        if !self.hand_up_gone(up, left).await {
+            return false;
+        }
+        self.check_link().await;
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.heartbeat.prepare_invoke();
+        let reap = tokio::time::Instant::now() >= *self.reap_from.lock();
+        call.arg(self.names.prefix())
+            .arg(&*self.node)
+            .arg(self.lease.as_millis() as u64)
+            .arg(if reap { "1" } else { "0" });
+        match timed_for(SCRIPT_TIMEOUT, call.invoke_async::<Vec<String>>(&mut conn)).await {
+            Ok(out) => {
+                if !self.redis_up.swap(true, Ordering::SeqCst) {
+                    tracing::info!("Redis is back");
+                    // Redis may have kept every lease, now stale: give the
+                    // other nodes one lease to renew theirs.
+                    *self.reap_from.lock() = tokio::time::Instant::now() + self.lease;
+                    self.resync.store(true, Ordering::SeqCst);
+                }
+                if out.first().map(String::as_str) == Some("1") {
+                    tracing::warn!("this node's lease was gone; publishing its state again");
+                    self.lease_lost.store(true, Ordering::SeqCst);
+                    self.resync.store(true, Ordering::SeqCst);
+                }
+                self.hand_up_gone(up, gone_pairs(out.get(1..).unwrap_or_default()))
+                    .await
+            }
+            Err(e) => {
+                self.lost(&e);
+                true
+            }
+        }
+    }
+
+    async fn write_pending(&self, up: &Up) -> bool {
+        let batch: Vec<(Uuid, Pending)> = self.dirty.lock().drain().collect();
+        if batch.is_empty() {
+            return true;
+        }
+        let entries = batch
+            .iter()
+            .map(|(user, p)| {
+                let c = p.change;
+                match c.status {
+                    Status::Offline => (*user, String::new(), Some(c.at)),
+                    Status::Away => (
+                        *user,
+                        value_of(Status::Away, c.last_seen.unwrap_or(c.at)),
+                        None,
+                    ),
+                    Status::Online => (*user, value_of(Status::Online, c.at), None),
+                }
+            })
+            .collect();
+        match self.update("", entries).await {
+            Ok(Some(gone)) => self.hand_up_gone(up, gone).await,
+            Ok(None) => {
+                // Taken for dead meanwhile: republish everything, these too.
+                tracing::warn!("this node's lease was gone; publishing its state again");
+                self.lease_lost.store(true, Ordering::SeqCst);
+                self.resync.store(true, Ordering::SeqCst);
+                self.wake.notify_one();
+                let mut dirty = self.dirty.lock();
+                for (user, pending) in batch {
+                    dirty.entry(user).or_insert(pending);
+                }
+                true
+            }
+            Err(e) => {
+                self.lost(&e);
+                // Local watchers still hear what happened here; the resync
+                // publishes it once Redis is back.
+                let mut undelivered = Vec::new();
+                {
+                    let mut dirty = self.dirty.lock();
+                    for (user, pending) in batch {
+                        if !pending.delivered {
+                            undelivered.push((user, pending.change));
+                        }
+                        dirty.entry(user).or_insert(Pending {
+                            delivered: true,
+                            ..pending
+                        });
+                    }
+                }
+                for (user, change) in undelivered {
+                    if !up.send(Event::Undelivered(user, change)).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Publishes this node's whole state, replacing what Redis holds for it.
+    async fn full_sync(&self, up: &Up) -> bool {
+        let Some(local) = up.local.upgrade() else {
+            return false;
+        };
+        // Forced when Redis lost our lease: other nodes may have announced
+        // our users offline, or Redis restarted empty. Receivers drop what
+        // they already showed.
+        self.resync.store(false, Ordering::SeqCst);
+        let lease_lost = self.lease_lost.swap(false, Ordering::SeqCst);
+        let pending: Vec<(Uuid, Pending)> = self.dirty.lock().drain().collect();
+        let mut entries: Vec<Entry> = local
+            .local_users()
+            .into_iter()
+            .map(|(user, l)| (user, value_of(l.status, l.last_activity_at), None))
+            .collect();
+        drop(local);
+        let here: HashSet<Uuid> = entries.iter().map(|e| e.0).collect();
+        for (user, pending) in &pending {
+            if pending.change.status == Status::Offline && !here.contains(user) {
+                entries.push((*user, String::new(), Some(pending.change.at)));
+            }
+        }
+        let flags = if lease_lost { "rf" } else { "r" };
+        match self.update(flags, entries).await {
+            Ok(gone) => {
+                if !self.hand_up_gone(up, gone.unwrap_or_default()).await {
+                    return false;
+                }
+                tracing::info!(
+                    users = here.len(),
+                    "published this node's presence to Redis"
+                );
+                // Other nodes resync too; then what watchers here missed
+                // while Redis was away can be corrected.
+                up.send(Event::Republished {
+                    settle: self.heartbeat * 2,
+                })
+                .await
+            }
+            Err(e) => {
+                self.lost(&e);
+                self.lease_lost.fetch_or(lease_lost, Ordering::SeqCst);
+                let mut dirty = self.dirty.lock();
+                for (user, p) in pending {
+                    dirty.entry(user).or_insert(p);
+                }
+                true
+            }
+        }
+    }
+
+    /// Leaves the cluster on a clean stop: the lease ends now and every
+    /// user this node had is handed to the update script as gone; returns
+    /// the users now offline everywhere.
+    pub async fn leave(&self, users: Vec<(Uuid, DateTime<Utc>)>) -> Gone {
+        let entries = users
+            .into_iter()
+            .map(|(u, at)| (u, String::new(), Some(at)))
+            .collect();
+        // The whole state (`r`): anything else this node still has in Redis
+        // goes too, so nothing outlives the lease removed below.
+        let gone = match self.update("r", entries).await {
+            Ok(gone) => gone.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %format_args!("{e:#}"), "leaving the cluster failed; the lease will expire");
+                return Vec::new();
+            }
+        };
+        let mut conn = self.conn.clone();
+        let _: anyhow::Result<()> = timed(
+            redis::cmd("ZREM")
+                .arg(format!("{}:nodes", self.names.prefix()))
+                .arg(&*self.node)
+                .query_async(&mut conn),
+        )
+        .await;
+        let _ = self.announce_gone().await;
+        gone
+    }
+
+    /// Tells every node that what this node id owned is gone (its typing).
+    async fn announce_gone(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        timed(
+            redis::cmd("PUBLISH")
+                .arg(self.names.bus())
+                .arg(wire::node_gone(&self.node))
+                .query_async(&mut conn),
+        )
+        .await
+    }
+}
