@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -25,6 +26,5 @@ pub mod model;
 pub mod policy;
 pub mod presence;
 pub mod protocol;
-pub mod scaffold;
 pub mod store;
 pub mod ws;

@@ -1,25 +1,31 @@
 //! What the host answers when a plugin call fails (trap, deadline, memory
-//! cap, unusable answer). Typing and status fall back to the behaviour of the
-//! default plugins (`plugins/typing`, `plugins/status`); privacy fails
-//! closed: the status stays visible but last seen is hidden.
+//! cap, unusable answer). Typing and status fall back to the default
+//! plugins' behaviour, taken from the plugin SDK those plugins are built
+//! with, so there is one definition of each default; privacy fails closed:
+//! the status stays visible but last seen is hidden.
 
 use std::time::Duration;
 
+use presence_plugin_sdk::status::DEFAULT_CONFIG;
+use presence_plugin_sdk::typing::{DEFAULT_LEASE_MS, DEFAULT_RATE_WINDOW_MS};
+
 use super::{LastSeenView, TypingDecision, View, WatcherScope};
 
-/// A typing state lasts 5 s without renewal (`plugins/typing` `LEASE_MS`).
-pub const TYPING_LEASE: Duration = Duration::from_millis(5_000);
-/// At most one typing broadcast per user and conversation per second
-/// (`plugins/typing` `RATE_WINDOW_MS`).
-pub const TYPING_RATE_WINDOW: Duration = Duration::from_millis(1_000);
-/// A quick reconnect within 3 s produces no offline/online flap.
-pub const STATUS_OFFLINE_GRACE: Duration = Duration::from_millis(3_000);
-/// Five idle minutes make a connected user away.
-pub const STATUS_AWAY_AFTER: Duration = Duration::from_millis(300_000);
-/// The server pings every 20 s.
-pub const STATUS_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(20_000);
-/// `last_seen` of connected users is written behind every 30 s.
-pub const STATUS_LAST_SEEN_FLUSH: Duration = Duration::from_millis(30_000);
+/// A typing state lasts this long without renewal.
+pub const TYPING_LEASE: Duration = Duration::from_millis(DEFAULT_LEASE_MS as u64);
+/// At most one typing broadcast per user and conversation per window.
+pub const TYPING_RATE_WINDOW: Duration = Duration::from_millis(DEFAULT_RATE_WINDOW_MS as u64);
+/// A quick reconnect within this produces no offline/online flap.
+pub const STATUS_OFFLINE_GRACE: Duration =
+    Duration::from_millis(DEFAULT_CONFIG.offline_grace_ms as u64);
+/// Idle this long makes a connected user away.
+pub const STATUS_AWAY_AFTER: Duration = Duration::from_millis(DEFAULT_CONFIG.away_after_ms as u64);
+/// The server pings this often.
+pub const STATUS_HEARTBEAT_INTERVAL: Duration =
+    Duration::from_millis(DEFAULT_CONFIG.heartbeat_interval_ms as u64);
+/// `last_seen` of connected users is written behind this often.
+pub const STATUS_LAST_SEEN_FLUSH: Duration =
+    Duration::from_millis(DEFAULT_CONFIG.last_seen_flush_ms as u64);
 /// Only users who have the subject as a contact hear about their status.
 pub const STATUS_WATCHERS: WatcherScope = WatcherScope::Contacts;
 
@@ -31,19 +37,9 @@ pub(super) fn typing_decision() -> TypingDecision {
     }
 }
 
-/// The default plugin's English summary, whatever the locale: a fallback
-/// should be understandable, not localised.
-pub(super) fn format_typers(names: &[&str]) -> String {
-    match names {
-        [] => String::new(),
-        [a] => format!("{a} is typing…"),
-        [a, b] => format!("{a} and {b} are typing…"),
-        [a, b, rest @ ..] => {
-            let n = rest.len();
-            let others = if n == 1 { "other" } else { "others" };
-            format!("{a}, {b} and {n} {others} are typing…")
-        }
-    }
+/// The default plugin's summary, in its words and languages.
+pub(super) fn format_typers(names: &[&str], locale: &str) -> String {
+    presence_plugin_sdk::typing::default_format_typers(names, locale)
 }
 
 /// Fail closed: hiding a last seen that should show is a nuisance; showing
@@ -59,27 +55,10 @@ pub(super) fn privacy_view() -> View {
 mod tests {
     use super::*;
 
+    /// The fallback is the default plugin: the same answers for every
+    /// setting and for the typing vectors in each language it words.
     #[test]
-    fn english_fallback_matches_the_default_plugin() {
-        assert_eq!(format_typers(&[]), "");
-        assert_eq!(format_typers(&["John"]), "John is typing…");
-        assert_eq!(
-            format_typers(&["John", "Sarah"]),
-            "John and Sarah are typing…"
-        );
-        assert_eq!(
-            format_typers(&["John", "Sarah", "Mike"]),
-            "John, Sarah and 1 other are typing…"
-        );
-        assert_eq!(
-            format_typers(&["John", "Sarah", "Mike", "Ann"]),
-            "John, Sarah and 2 others are typing…"
-        );
-    }
-
-    /// The constants document the default plugins; keep them equal.
-    #[test]
-    fn constants_are_what_the_default_plugins_answer() {
+    fn the_fallback_answers_what_the_default_plugins_answer() {
         let policies = super::super::Policies::load(&Default::default()).unwrap();
         let limits = policies.typing_limits();
         assert_eq!(limits.lease, TYPING_LEASE);
@@ -90,6 +69,13 @@ mod tests {
         assert_eq!(status.heartbeat_interval, STATUS_HEARTBEAT_INTERVAL);
         assert_eq!(status.last_seen_flush, STATUS_LAST_SEEN_FLUSH);
         assert_eq!(status.watchers, STATUS_WATCHERS);
+        assert!(
+            matches!(
+                DEFAULT_CONFIG.watchers,
+                presence_plugin_sdk::status::WatcherScope::Contacts
+            ),
+            "STATUS_WATCHERS names the SDK's default"
+        );
         for names in [
             &[][..],
             &["John"],
@@ -97,7 +83,13 @@ mod tests {
             &["A", "B", "C"],
             &["A", "B", "C", "D"],
         ] {
-            assert_eq!(policies.format_typers(names, "en"), format_typers(names));
+            for locale in ["en", "en-GB", "th", "th-TH", "pt-BR"] {
+                assert_eq!(
+                    policies.format_typers(names, locale),
+                    format_typers(names, locale),
+                    "{names:?} in {locale}"
+                );
+            }
         }
     }
 

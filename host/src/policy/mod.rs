@@ -536,7 +536,7 @@ impl Policies {
             }
             Err(Trapped) => {
                 self.typing.after_failure(&typing);
-                fallback::format_typers(names)
+                fallback::format_typers(names, locale)
             }
         }
     }

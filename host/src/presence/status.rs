@@ -228,13 +228,7 @@ impl Presence {
             if e.status == Status::Away || e.sessions.is_empty() {
                 return;
             }
-            e.status = Status::Away;
-            StatusChange {
-                seq: self.next_status_seq(),
-                status: Status::Away,
-                at: Utc::now(),
-                last_seen: Some(e.last_activity_at),
-            }
+            self.go_away(&mut e)
         };
         self.timers.cancel(TimerKey::Away(user));
         self.changed(user, change);
@@ -260,15 +254,21 @@ impl Presence {
                 self.timers.set(TimerKey::Away(user), due);
                 return;
             }
-            e.status = Status::Away;
-            StatusChange {
-                seq: self.next_status_seq(),
-                status: Status::Away,
-                at: Utc::now(),
-                last_seen: Some(e.last_activity_at),
-            }
+            self.go_away(&mut e)
         };
         self.changed(user, change);
+    }
+
+    /// Marks a connected user away (call with their entry locked); their
+    /// last seen is their last activity.
+    fn go_away(&self, e: &mut UserEntry) -> StatusChange {
+        e.status = Status::Away;
+        StatusChange {
+            seq: self.next_status_seq(),
+            status: Status::Away,
+            at: Utc::now(),
+            last_seen: Some(e.last_activity_at),
+        }
     }
 
     /// Orders status changes across users and tasks (see [`StatusChange::seq`]):

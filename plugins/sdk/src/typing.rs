@@ -63,8 +63,9 @@ pub fn language_is(locale: &str, language: &str) -> bool {
 /// The default wording, in Thai for `th` and English otherwise:
 /// "John is typing…", "John and Sarah are typing…",
 /// "John, Sarah and 2 others are typing…"; empty for nobody.
-pub fn default_format_typers(names: &[String], locale: &str) -> String {
-    match (names, language_is(locale, "th")) {
+pub fn default_format_typers<S: AsRef<str>>(names: &[S], locale: &str) -> String {
+    let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    match (names.as_slice(), language_is(locale, "th")) {
         ([], _) => String::new(),
         ([a], false) => format!("{a} is typing…"),
         ([a, b], false) => format!("{a} and {b} are typing…"),

@@ -286,7 +286,6 @@ pub fn files(slot: Slot, name: &str, sdk: &Path) -> anyhow::Result<Vec<(&'static
     let fill = |template: &str| {
         template
             .replace("__NAME__", name)
-            .replace("__STRUCT__", &struct_name(name))
             .replace("__SLOT__", slot.as_str())
             .replace("__WASM__", &wasm_path(name))
             .replace("__TARGET__", WASM_TARGET)
@@ -298,7 +297,7 @@ pub fn files(slot: Slot, name: &str, sdk: &Path) -> anyhow::Result<Vec<(&'static
         ("rust-toolchain.toml", fill(TOOLCHAIN)),
         ("README.md", fill(README)),
         (".gitignore", "/target\n".to_owned()),
-        ("src/lib.rs", fill(lib)),
+        ("src/lib.rs", lib.fill(name)),
     ])
 }
 
@@ -340,295 +339,43 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-const CARGO_TOML: &str = r#"[package]
-name = "__NAME__"
-description = "A presence __SLOT__ policy plugin."
-version = "0.1.0"
-edition = "2024"
-publish = false
+/// The crate's manifest, toolchain file and README, with `__NAME__`-style
+/// placeholders.
+const CARGO_TOML: &str = include_str!("templates/Cargo.toml.in");
+const TOOLCHAIN: &str = include_str!("templates/rust-toolchain.toml.in");
+const README: &str = include_str!("templates/README.md.in");
 
-[lib]
-# cdylib is the WebAssembly component; rlib lets `cargo test` run natively.
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-# The SDK is not published: it lives in plugins/sdk of a presence checkout.
-presence-plugin-sdk = { path = __SDK__ }
-
-# A workspace of its own, so this crate builds wherever it lives.
-[workspace]
-"#;
-
-const TOOLCHAIN: &str = r#"# Plugins are WebAssembly components built for __TARGET__; where rustup
-# does not add the target from this file, run `rustup target add __TARGET__`.
-[toolchain]
-channel = "stable"
-targets = ["__TARGET__"]
-"#;
-
-const README: &str = r#"# __NAME__
-
-A presence `__SLOT__` policy plugin: a WebAssembly component of the world
-`presence:policy/__SLOT__-policy@0.1.0`, written with the presence plugin SDK
-(`src/lib.rs` implements the slot's trait and exports it).
-
-Needs Rust stable with the `__TARGET__` target (`rust-toolchain.toml`
-declares it; where rustup does not add targets by itself, run
-`rustup target add __TARGET__` once).
-
-```sh
-cargo test                                      # the unit tests, natively
-cargo build --release --target __TARGET__    # the component
-presence plugin check __WASM__ --slot __SLOT__
-presence plugin install __SLOT__ __WASM__
-```
-
-The component is `__WASM__`.
-
-`presence plugin check` validates it exactly as a server would (the slot's
-world, the limits, the conformance vectors), without a server.
-`presence plugin install` uploads it to a running server, which validates it
-again and swaps it in; `presence plugin rollback __SLOT__` goes back.
-
-The SDK is a path dependency on the presence checkout; if the checkout
-moves, change this path in `Cargo.toml`:
-`__SDK_PATH__`
-"#;
-
-const TYPING_LIB: &str = r#"//! __NAME__: a presence typing policy.
-//!
-//! The host asks it for the typing lease and broadcast window, whether to
-//! announce a `typing_start`, and how the people typing are worded for one
-//! recipient. Every method of [`TypingPolicy`] defaults to the default
-//! plugin's behaviour (5 s lease, one broadcast per second, English and Thai
-//! wording); this policy overrides only the wording.
-//!
-//! A policy is a pure function of its inputs: the host keeps every timer and
-//! counter. It has no WASI (any import traps), 10 ms of CPU per call and
-//! 16 MiB of memory.
-
-use presence_plugin_sdk::typing::{self, TypingPolicy};
-
-/// Typers beyond this many are summed up as "several people".
-pub const MAX_NAMED: usize = 3;
-
-/// The policy. Override [`TypingPolicy::limits`] (lease and broadcast
-/// window) or [`TypingPolicy::on_typing_start`] (announce a start or not)
-/// in the `impl` below as well if you need to.
-pub struct __STRUCT__;
-
-impl TypingPolicy for __STRUCT__ {
-    /// The summary one recipient sees. `names` are the display names of
-    /// everyone typing, in the order they started, the recipient excluded
-    /// (empty means nobody: answer ""); `locale` is a BCP 47 tag such as
-    /// "en" or "th-TH".
-    fn format_typers(names: &[String], locale: &str) -> String {
-        // Your wording goes here. This one sums up crowds in English and
-        // keeps the SDK's wording (English, Thai) for everything else.
-        if names.len() > MAX_NAMED && !typing::language_is(locale, "th") {
-            return "Several people are typing…".to_owned();
-        }
-        typing::default_format_typers(names, locale)
-    }
+/// A slot's `src/lib.rs`: a real crate of this workspace (`plugins/templates/`),
+/// compiled and tested as it is; its name and struct are replaced.
+struct LibTemplate {
+    text: &'static str,
+    name: &'static str,
+    struct_name: &'static str,
 }
 
-presence_plugin_sdk::export_typing_policy!(__STRUCT__);
+const TYPING_LIB: LibTemplate = LibTemplate {
+    text: include_str!("../../../plugins/templates/typing/src/lib.rs"),
+    name: "my-typing",
+    struct_name: "MyTyping",
+};
+const STATUS_LIB: LibTemplate = LibTemplate {
+    text: include_str!("../../../plugins/templates/status/src/lib.rs"),
+    name: "my-status",
+    struct_name: "MyStatus",
+};
+const PRIVACY_LIB: LibTemplate = LibTemplate {
+    text: include_str!("../../../plugins/templates/privacy/src/lib.rs"),
+    name: "my-privacy",
+    struct_name: "MyPrivacy",
+};
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(n: &[&str]) -> Vec<String> {
-        n.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn nobody_typing_is_an_empty_summary() {
-        assert_eq!(__STRUCT__::format_typers(&[], "en"), "");
-    }
-
-    #[test]
-    fn a_few_typers_are_named() {
-        assert_eq!(
-            __STRUCT__::format_typers(&names(&["John"]), "en"),
-            "John is typing…"
-        );
-        assert_eq!(
-            __STRUCT__::format_typers(&names(&["John", "Sarah", "Mike"]), "en"),
-            "John, Sarah and 1 other are typing…"
-        );
-    }
-
-    #[test]
-    fn a_crowd_is_several_people() {
-        let four = names(&["John", "Sarah", "Mike", "Ann"]);
-        assert_eq!(
-            __STRUCT__::format_typers(&four, "en-GB"),
-            "Several people are typing…"
-        );
-        assert_eq!(
-            __STRUCT__::format_typers(&four, "th"),
-            "John, Sarah และอีก 2 คนกำลังพิมพ์..."
-        );
-    }
-
-    #[test]
-    fn limits_keep_the_defaults() {
-        let limits = __STRUCT__::limits();
-        assert_eq!((limits.lease_ms, limits.rate_window_ms), (5_000, 1_000));
+impl LibTemplate {
+    fn fill(&self, name: &str) -> String {
+        self.text
+            .replace(self.name, name)
+            .replace(self.struct_name, &struct_name(name))
     }
 }
-"#;
-
-const STATUS_LIB: &str = r#"//! __NAME__: a presence status policy.
-//!
-//! The host asks it once, when the component is loaded, for the timings of
-//! online, away and offline and for who hears about a user. Every method of
-//! [`StatusPolicy`] defaults to the default plugin's value
-//! ([`DEFAULT_CONFIG`](presence_plugin_sdk::status::DEFAULT_CONFIG)): 3 s
-//! offline grace, away after 5 min, 20 s heartbeat, last seen written every
-//! 30 s, contacts as watchers. This policy overrides only the offline grace.
-//!
-//! A policy is a pure function: the host keeps every timer. It has no WASI
-//! (any import traps), 10 ms of CPU per call and 16 MiB of memory. The host
-//! refuses timings outside its bounds (grace ≤ 10 min, away 1 s–1 day,
-//! heartbeat 1 s–5 min, flush 1 s–1 h).
-
-use presence_plugin_sdk::status::StatusPolicy;
-
-/// How long after the last connection closes the user goes offline.
-pub const OFFLINE_GRACE_MS: u32 = 10_000;
-
-/// The policy. Override [`StatusPolicy::away_after_ms`],
-/// [`StatusPolicy::heartbeat_interval_ms`],
-/// [`StatusPolicy::last_seen_flush_ms`] or [`StatusPolicy::watchers`] in the
-/// `impl` below as well if you need to.
-pub struct __STRUCT__;
-
-impl StatusPolicy for __STRUCT__ {
-    /// After the last connection closes, wait this long before offline, so
-    /// a quick reconnect shows no offline/online flap (default 3 s).
-    fn offline_grace_ms() -> u32 {
-        OFFLINE_GRACE_MS
-    }
-}
-
-presence_plugin_sdk::export_status_policy!(__STRUCT__);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use presence_plugin_sdk::status::{DEFAULT_CONFIG, StatusConfig};
-
-    #[test]
-    fn the_offline_grace_is_ten_seconds() {
-        assert_eq!(__STRUCT__::config().offline_grace_ms, 10_000);
-    }
-
-    #[test]
-    fn every_other_setting_keeps_the_default() {
-        assert_eq!(
-            __STRUCT__::config(),
-            StatusConfig {
-                offline_grace_ms: OFFLINE_GRACE_MS,
-                ..DEFAULT_CONFIG
-            }
-        );
-    }
-}
-"#;
-
-const PRIVACY_LIB: &str = r#"//! __NAME__: a presence privacy policy.
-//!
-//! For one viewer and one subject the host asks whether the subject's
-//! online/away status is shown and how their last seen reads (hidden, exact
-//! or an approximate label such as "recently"). Every method of
-//! [`PrivacyPolicy`] defaults to the default plugin's behaviour (status
-//! always shown; last seen per the subject's `everyone` / `contacts` /
-//! `nobody` setting); this policy adds one rule to last seen.
-//!
-//! A policy is a pure function of its inputs: the host looks up the
-//! relationship and both users' settings. It has no WASI (any import traps),
-//! 10 ms of CPU per call and 16 MiB of memory; if it fails, the host hides
-//! last seen (privacy fails closed).
-
-use presence_plugin_sdk::privacy::{self, LastSeenView, PrivacyPolicy, Relationship, ViewRequest};
-
-/// The policy. Override [`PrivacyPolicy::show_status`] in the `impl` below
-/// as well to hide online/away from some viewers.
-pub struct __STRUCT__;
-
-impl PrivacyPolicy for __STRUCT__ {
-    /// How the subject's last seen reads to the viewer.
-    fn last_seen(request: &ViewRequest) -> LastSeenView {
-        // Your rules go here. This one is reciprocal: who hides their own
-        // last seen sees nobody else's (everyone always sees their own).
-        let self_view = request.relationship.contains(Relationship::SELF_VIEW);
-        if !self_view && request.viewer.hides_last_seen() {
-            return LastSeenView::Hidden;
-        }
-        // Everything else: the SDK default, the subject's own setting.
-        privacy::default_last_seen(request)
-    }
-}
-
-presence_plugin_sdk::export_privacy_policy!(__STRUCT__);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use presence_plugin_sdk::privacy::{Settings, Visibility};
-
-    const OPEN: Settings = Settings {
-        show_last_seen: true,
-        last_seen_visibility: Visibility::Everyone,
-    };
-    const HIDDEN: Settings = Settings {
-        show_last_seen: false,
-        last_seen_visibility: Visibility::Nobody,
-    };
-
-    fn last_seen(relationship: Relationship, viewer: Settings, subject: Settings) -> LastSeenView {
-        __STRUCT__::view(&ViewRequest {
-            relationship,
-            viewer,
-            subject,
-            last_seen_age_secs: Some(60),
-        })
-        .last_seen
-    }
-
-    #[test]
-    fn an_open_subject_shows_last_seen_to_an_open_viewer() {
-        let seen = last_seen(Relationship::empty(), OPEN, OPEN);
-        assert_eq!(seen, LastSeenView::Exact);
-    }
-
-    #[test]
-    fn who_hides_their_last_seen_sees_nobodys() {
-        let contact = Relationship::IN_SUBJECT_CONTACTS;
-        assert_eq!(last_seen(contact, HIDDEN, OPEN), LastSeenView::Hidden);
-    }
-
-    #[test]
-    fn everyone_sees_their_own() {
-        let me = last_seen(Relationship::SELF_VIEW, HIDDEN, HIDDEN);
-        assert_eq!(me, LastSeenView::Exact);
-    }
-
-    #[test]
-    fn the_subjects_contacts_setting_still_applies() {
-        let contacts = Settings {
-            last_seen_visibility: Visibility::Contacts,
-            ..OPEN
-        };
-        let stranger = last_seen(Relationship::IN_VIEWER_CONTACTS, OPEN, contacts);
-        assert_eq!(stranger, LastSeenView::Hidden);
-        let contact = last_seen(Relationship::IN_SUBJECT_CONTACTS, OPEN, contacts);
-        assert_eq!(contact, LastSeenView::Exact);
-    }
-}
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -671,17 +418,22 @@ mod tests {
 
     #[test]
     fn the_crate_is_standalone_and_exports_the_slot() {
-        let files = files(Slot::Privacy, "my-privacy", Path::new("/sdk")).unwrap();
+        let files = files(Slot::Privacy, "fast-privacy", Path::new("/sdk")).unwrap();
         let get = |name: &str| &files.iter().find(|(f, _)| *f == name).unwrap().1;
         let manifest = get("Cargo.toml");
         assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
         assert!(manifest.contains(r#"crate-type = ["cdylib", "rlib"]"#));
         assert!(manifest.contains(r#"presence-plugin-sdk = { path = "/sdk" }"#));
         let lib = get("src/lib.rs");
-        assert!(lib.contains("impl PrivacyPolicy for MyPrivacy"), "{lib}");
-        assert!(lib.contains("export_privacy_policy!(MyPrivacy)"));
+        assert!(lib.contains("impl PrivacyPolicy for FastPrivacy"), "{lib}");
+        assert!(lib.contains("export_privacy_policy!(FastPrivacy)"));
+        assert!(lib.starts_with("//! fast-privacy: a presence privacy policy."));
+        assert!(
+            !lib.contains("MyPrivacy") && !lib.contains("my-privacy"),
+            "{lib}"
+        );
         assert!(!lib.contains("__"), "a placeholder is left: {lib}");
-        assert!(get("README.md").contains("target/wasm32-wasip2/release/my_privacy.wasm"));
+        assert!(get("README.md").contains("target/wasm32-wasip2/release/fast_privacy.wasm"));
         assert!(get("rust-toolchain.toml").contains(r#"targets = ["wasm32-wasip2"]"#));
     }
 
