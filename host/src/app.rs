@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::cluster::{Cluster, ClusterConfig};
-use crate::config::Config;
+use crate::config::{Config, redact_url};
 use crate::http::serve::serve;
 use crate::http::{AppState, router};
 use crate::policy::watch::watch;
@@ -44,7 +44,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let store = Store::connect(&config.database_url)
             .await
-            .with_context(|| format!("connecting to {}", redact(&config.database_url)))?;
+            .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
         store.migrate().await.context("running migrations")?;
         if config.redis_url.is_none() {
             // Alone, nobody can be online before we start: clear what a crash left.
@@ -174,16 +174,5 @@ async fn join_cluster(config: &Config, url: &str, store: &Store) -> anyhow::Resu
         heartbeat: Duration::from_millis(settings.heartbeat_ms),
     })
     .await
-    .with_context(|| format!("joining the cluster at {}", redact(url)))
-}
-
-/// A database URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
+    .with_context(|| format!("joining the cluster at {}", redact_url(url)))
 }

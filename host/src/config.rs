@@ -214,9 +214,36 @@ pub fn check_node_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A URL without its password, for logs and error messages:
+/// `postgres://user:***@host/db`. The password ends at the last `@`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rfind('@').map(|at| rest.split_at(at)) {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("redis://:p@ss@h/0"), "redis://:***@h/0");
+        assert_eq!(redact_url("redis://h/0"), "redis://h/0");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://presence.db"), "sqlite://presence.db");
+    }
 
     #[test]
     fn node_ids_that_would_break_keys_or_messages_are_refused() {

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::FutureExt;
 use presence::model::{PrivacySettings, Status, Visibility};
-use presence::store::{Pairs, Relations, Store, StoreError, UserRecord};
+use presence::store::{Edge, Relations, Store, StoreError, UserRecord};
 use uuid::Uuid;
 
 type Body = for<'a> fn(&'a Store, &'a str) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -530,7 +530,7 @@ async fn batch_reads_match_one_at_a_time(store: &Store, _url: &str) {
     store.replace_members(x, &[a, b]).await.unwrap();
     store.replace_members(y, &[a]).await.unwrap();
     let users = [a, b, c, nobody, a];
-    for (of, one) in [(Pairs::Contacts, 0), (Pairs::Conversations, 1)] {
+    for (of, one) in [(Edge::CONTACTS, 0), (Edge::CONVERSATIONS, 1)] {
         let mut got = store.pairs(of, &users).await.unwrap();
         got.sort();
         let mut want = Vec::new();
@@ -545,7 +545,7 @@ async fn batch_reads_match_one_at_a_time(store: &Store, _url: &str) {
         want.sort();
         assert_eq!(got, want, "{of:?}");
     }
-    assert!(store.pairs(Pairs::Contacts, &[]).await.unwrap().is_empty());
+    assert!(store.pairs(Edge::CONTACTS, &[]).await.unwrap().is_empty());
 
     // A first connect's single query answers the three one-user reads.
     for user in [a, b, c, nobody] {

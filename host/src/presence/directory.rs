@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth;
 use crate::model::{Ids, PrivacySettings};
-use crate::store::{self, Pairs, Relations, Store, UserRecord};
+use crate::store::{self, Edge, Relations, Store, UserRecord};
 
 /// Shown when a typer has neither a display name nor a username.
 pub const UNNAMED_USER: &str = "Someone";
@@ -257,8 +257,8 @@ impl Directory {
     /// query per user.
     pub async fn prefetch(&self, users: &[Uuid]) -> store::Result<()> {
         for (cache, of) in [
-            (&self.contacts, Pairs::Contacts),
-            (&self.conversations, Pairs::Conversations),
+            (&self.contacts, Edge::CONTACTS),
+            (&self.conversations, Edge::CONVERSATIONS),
         ] {
             let missing: Vec<Uuid> = users
                 .iter()

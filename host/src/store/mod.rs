@@ -13,8 +13,13 @@
 //! Membership and contacts have no foreign key to `users`: the chat backend may sync them
 //! before the profiles. Input id lists may contain duplicates; they are deduplicated.
 //! Lists of ids come back sorted ascending.
+//!
+//! A statement both backends run alike is said once (`sql`) and run by one body
+//! typed for each backend (`on_backend!`); `sqlite` and `postgres` hold only the
+//! statements that differ between them.
 
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -24,7 +29,43 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use uuid::Uuid;
 
+use crate::config::redact_url;
 use crate::model::{PrivacySettings, Status, Visibility};
+
+/// Runs `$body` on whichever pool the store has, with `Id` naming how that
+/// backend stores an id (PostgreSQL's `uuid`, SQLite's hyphenated text) and
+/// `backend` its module (how it reads a user row): one body for both, typed
+/// once per backend.
+macro_rules! on_backend {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                #[allow(dead_code, unused_imports)]
+                use sqlite as backend;
+                #[allow(dead_code)]
+                type Id = uuid::fmt::Hyphenated;
+                $body
+            }
+            Store::Postgres($pool) => {
+                #[allow(dead_code, unused_imports)]
+                use postgres as backend;
+                #[allow(dead_code)]
+                type Id = Uuid;
+                $body
+            }
+        }
+    };
+}
+
+/// Calls the backend's own version of a statement that differs between them.
+macro_rules! dispatch {
+    ($store:expr, $f:ident($($arg:expr),*)) => {
+        match $store {
+            Store::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+            Store::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+        }
+    };
+}
 
 /// A connection pool on one of the supported backends. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -45,22 +86,41 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// What [`Store::pairs`] reads for many users at once.
+/// A two-column id table read in one direction: each `key` id and its
+/// `value` ids. [`Store::pairs`] reads one for many keys at once, and
+/// [`Store::replace_members`] / [`Store::replace_contacts`] replace the
+/// values one key owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pairs {
-    /// user → their contacts
-    Contacts,
-    /// user → their conversations
-    Conversations,
+pub struct Edge {
+    table: &'static str,
+    key: &'static str,
+    value: &'static str,
 }
 
-impl Pairs {
-    /// Table, key column, value column.
-    fn sql(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Pairs::Contacts => ("contacts", "user_id", "contact_id"),
-            Pairs::Conversations => ("conversation_members", "user_id", "conversation_id"),
-        }
+impl Edge {
+    /// user → their contacts
+    pub const CONTACTS: Edge = Edge {
+        table: "contacts",
+        key: "user_id",
+        value: "contact_id",
+    };
+    /// user → their conversations
+    pub const CONVERSATIONS: Edge = Edge {
+        table: "conversation_members",
+        key: "user_id",
+        value: "conversation_id",
+    };
+    /// conversation → its members
+    pub const MEMBERS: Edge = Edge {
+        table: "conversation_members",
+        key: "conversation_id",
+        value: "user_id",
+    };
+
+    /// The values of the key bound to `$1`, in no order.
+    fn values_sql(self) -> String {
+        let Edge { table, key, value } = self;
+        format!("SELECT {value} FROM {table} WHERE {key} = $1")
     }
 }
 
@@ -72,11 +132,6 @@ impl Relations {
     pub const WATCHERS: i32 = 1;
     pub const CONVERSATIONS: i32 = 2;
 }
-
-/// The three lists in one statement; `$1`/`?1` is the user.
-const RELATIONS_SQL: &str = "SELECT 0, contact_id FROM contacts WHERE user_id = $1 \
-     UNION ALL SELECT 1, user_id FROM contacts WHERE contact_id = $1 \
-     UNION ALL SELECT 2, conversation_id FROM conversation_members WHERE user_id = $1";
 
 /// One row of `users` as the rest of the host sees it.
 ///
@@ -91,6 +146,34 @@ pub struct UserRecord {
     pub status: Status,
     pub last_seen: Option<DateTime<Utc>>,
     pub privacy: PrivacySettings,
+}
+
+/// A `users` row as either backend returns it (`I`: how it stores ids).
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow<I> {
+    id: I,
+    username: Option<String>,
+    display_name: Option<String>,
+    status: Option<String>,
+    last_seen: Option<DateTime<Utc>>,
+    show_last_seen: Option<bool>,
+    last_seen_visibility: Option<String>,
+}
+
+impl<I: Into<Uuid>> From<UserRow<I>> for UserRecord {
+    fn from(row: UserRow<I>) -> UserRecord {
+        UserRecord {
+            id: row.id.into(),
+            username: non_empty(row.username),
+            display_name: non_empty(row.display_name),
+            status: parse_status(row.status.as_deref()),
+            last_seen: row.last_seen,
+            privacy: PrivacySettings {
+                show_last_seen: row.show_last_seen.unwrap_or(true),
+                last_seen_visibility: parse_visibility(row.last_seen_visibility.as_deref()),
+            },
+        }
+    }
 }
 
 /// How many SQLite connections a file database gets (WAL: many readers, one writer).
@@ -160,101 +243,59 @@ impl Store {
 
     /// `SELECT 1`: is the database reachable?
     pub async fn ping(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-            Store::Postgres(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-            }
-        }
+        on_backend!(self, pool => sqlx::query(sql::PING).execute(pool).await.map(drop))?;
         Ok(())
     }
 
     /// Closes the pool, waiting for checked-out connections to come back. Later calls fail.
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(pool) => pool.close().await,
-            Store::Postgres(pool) => pool.close().await,
-        }
+        on_backend!(self, pool => pool.close().await)
     }
 
     /// Keeps a policy component (by its hash) for other nodes to fetch.
     pub async fn save_plugin(&self, sha256: &str, slot: &str, component: &[u8]) -> Result<()> {
-        match self {
-            Store::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO plugin_components (sha256, slot, component) VALUES (?, ?, ?)")
-                    .bind(sha256)
-                    .bind(slot)
-                    .bind(component)
-                    .execute(pool)
-                    .await?;
-            }
-            Store::Postgres(pool) => {
-                sqlx::query("INSERT INTO plugin_components (sha256, slot, component) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-                    .bind(sha256)
-                    .bind(slot)
-                    .bind(component)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        on_backend!(self, pool => sqlx::query(sql::SAVE_PLUGIN)
+            .bind(sha256)
+            .bind(slot)
+            .bind(component)
+            .execute(pool)
+            .await
+            .map(drop))?;
         Ok(())
     }
 
     /// Records which component `slot` serves across the cluster.
     pub async fn set_active_plugin(&self, slot: &str, sha256: &str) -> Result<()> {
-        match self {
-            Store::Sqlite(pool) => {
-                sqlx::query("INSERT INTO plugin_active (slot, sha256) VALUES (?, ?) ON CONFLICT (slot) DO UPDATE SET sha256 = excluded.sha256, changed_at = excluded.changed_at")
-                    .bind(slot)
-                    .bind(sha256)
-                    .execute(pool)
-                    .await?;
-            }
-            Store::Postgres(pool) => {
-                sqlx::query("INSERT INTO plugin_active (slot, sha256) VALUES ($1, $2) ON CONFLICT (slot) DO UPDATE SET sha256 = excluded.sha256, changed_at = now()")
-                    .bind(slot)
-                    .bind(sha256)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        on_backend!(self, pool => sqlx::query(sql::SET_ACTIVE_PLUGIN)
+            .bind(slot)
+            .bind(sha256)
+            .execute(pool)
+            .await
+            .map(drop))?;
         Ok(())
     }
 
     /// `(slot, sha256)` of every slot an operator changed.
     pub async fn active_plugins(&self) -> Result<Vec<(String, String)>> {
-        const SQL: &str = "SELECT slot, sha256 FROM plugin_active ORDER BY slot";
-        Ok(match self {
-            Store::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
-            Store::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
-        })
+        Ok(on_backend!(self, pool => sqlx::query_as(sql::ACTIVE_PLUGINS).fetch_all(pool).await)?)
     }
 
     /// The stored component with this hash.
     pub async fn plugin(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        Ok(match self {
-            Store::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT component FROM plugin_components WHERE sha256 = ?")
-                    .bind(sha256)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_scalar("SELECT component FROM plugin_components WHERE sha256 = $1")
-                    .bind(sha256)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        })
+        Ok(on_backend!(self, pool => sqlx::query_scalar(sql::PLUGIN)
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await)?)
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::user(pool, id).await,
-            Store::Postgres(pool) => postgres::user(pool, id).await,
-        }
+        on_backend!(self, pool => {
+            let row: Option<UserRow<Id>> = sqlx::query_as(&sql::user(backend::USER_COLUMNS))
+                .bind(Id::from(id))
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(UserRecord::from))
+        })
     }
 
     /// The known users among `ids`, any order; unknown ids omitted, duplicates once.
@@ -263,10 +304,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        match self {
-            Store::Sqlite(pool) => sqlite::users(pool, &ids).await,
-            Store::Postgres(pool) => postgres::users(pool, &ids).await,
-        }
+        dispatch!(self, users(&ids))
     }
 
     /// Inserts the user if missing with these names. An existing row keeps its names,
@@ -284,10 +322,7 @@ impl Store {
                 return Ok(existing);
             }
         }
-        match self {
-            Store::Sqlite(pool) => sqlite::ensure_user(pool, id, username, display_name).await,
-            Store::Postgres(pool) => postgres::ensure_user(pool, id, username, display_name).await,
-        }
+        dispatch!(self, ensure_user(id, username, display_name))
     }
 
     /// Admin profile create-or-update: sets username and display_name, keeps everything
@@ -298,12 +333,15 @@ impl Store {
         username: &str,
         display_name: &str,
     ) -> Result<UserRecord> {
-        match self {
-            Store::Sqlite(pool) => sqlite::upsert_profile(pool, id, username, display_name).await,
-            Store::Postgres(pool) => {
-                postgres::upsert_profile(pool, id, username, display_name).await
-            }
-        }
+        on_backend!(self, pool => {
+            let row: UserRow<Id> = sqlx::query_as(&sql::upsert_profile(backend::USER_COLUMNS))
+                .bind(Id::from(id))
+                .bind(username)
+                .bind(display_name)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.into())
+        })
     }
 
     /// Updates the given privacy fields; `None` = unchanged. `Ok(None)` if the user does
@@ -314,12 +352,15 @@ impl Store {
         show_last_seen: Option<bool>,
         visibility: Option<Visibility>,
     ) -> Result<Option<UserRecord>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::set_privacy(pool, id, show_last_seen, visibility).await,
-            Store::Postgres(pool) => {
-                postgres::set_privacy(pool, id, show_last_seen, visibility).await
-            }
-        }
+        on_backend!(self, pool => {
+            let row: Option<UserRow<Id>> = sqlx::query_as(&sql::set_privacy(backend::USER_COLUMNS))
+                .bind(Id::from(id))
+                .bind(show_last_seen)
+                .bind(visibility.map(Visibility::as_str))
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(UserRecord::from))
+        })
     }
 
     /// Write-behind flush: sets status and last_seen for every entry in one transaction.
@@ -331,99 +372,77 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
-        match self {
-            Store::Sqlite(pool) => sqlite::write_presence(pool, &entries).await,
-            Store::Postgres(pool) => postgres::write_presence(pool, &entries).await,
-        }
+        dispatch!(self, write_presence(&entries))
     }
 
     /// Marks every user whose stored status is online or away as offline (single-node
     /// start after a crash). Returns how many rows changed.
     pub async fn reset_statuses(&self) -> Result<u64> {
-        match self {
-            Store::Sqlite(pool) => sqlite::reset_statuses(pool).await,
-            Store::Postgres(pool) => postgres::reset_statuses(pool).await,
-        }
+        Ok(on_backend!(self, pool => sqlx::query(sql::RESET_STATUSES)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?)
     }
 
     /// The members of a conversation, sorted ascending.
     pub async fn members(&self, conversation: Uuid) -> Result<Vec<Uuid>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::members(pool, conversation).await,
-            Store::Postgres(pool) => postgres::members(pool, conversation).await,
-        }
+        self.ids(sql::MEMBERS, conversation).await
     }
 
     /// The conversations a user is a member of, sorted ascending.
     pub async fn conversations_of(&self, user: Uuid) -> Result<Vec<Uuid>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::conversations_of(pool, user).await,
-            Store::Postgres(pool) => postgres::conversations_of(pool, user).await,
-        }
+        self.ids(sql::CONVERSATIONS_OF, user).await
     }
 
     /// Replaces the member set in one transaction; returns the previous members (sorted).
     pub async fn replace_members(&self, conversation: Uuid, users: &[Uuid]) -> Result<Vec<Uuid>> {
         let users = dedup(users);
-        match self {
-            Store::Sqlite(pool) => sqlite::replace_members(pool, conversation, &users).await,
-            Store::Postgres(pool) => postgres::replace_members(pool, conversation, &users).await,
-        }
+        dispatch!(self, replace_list(Edge::MEMBERS, conversation, &users))
     }
 
     /// Adds one member; true if newly added.
     pub async fn add_member(&self, conversation: Uuid, user: Uuid) -> Result<bool> {
-        match self {
-            Store::Sqlite(pool) => sqlite::add_member(pool, conversation, user).await,
-            Store::Postgres(pool) => postgres::add_member(pool, conversation, user).await,
-        }
+        self.change_member(sql::ADD_MEMBER, conversation, user)
+            .await
     }
 
     /// Removes one member; true if it was there.
     pub async fn remove_member(&self, conversation: Uuid, user: Uuid) -> Result<bool> {
-        match self {
-            Store::Sqlite(pool) => sqlite::remove_member(pool, conversation, user).await,
-            Store::Postgres(pool) => postgres::remove_member(pool, conversation, user).await,
-        }
+        self.change_member(sql::REMOVE_MEMBER, conversation, user)
+            .await
     }
 
     /// [`contacts_of`](Self::contacts_of) or
     /// [`conversations_of`](Self::conversations_of) of many users in one
     /// query: `(user, id)` pairs, any order; users without any are absent.
-    pub async fn pairs(&self, of: Pairs, users: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
+    pub async fn pairs(&self, of: Edge, users: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
         let users = dedup(users);
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        match self {
-            Store::Sqlite(pool) => sqlite::pairs(pool, of, &users).await,
-            Store::Postgres(pool) => postgres::pairs(pool, of, &users).await,
-        }
+        dispatch!(self, pairs(of, &users))
     }
 
     /// A user's contacts, watchers and conversations in one round trip, as
     /// `(Relations::CONTACTS | WATCHERS | CONVERSATIONS, id)` rows.
     pub async fn relations(&self, user: Uuid) -> Result<Vec<(i32, Uuid)>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::relations(pool, user).await,
-            Store::Postgres(pool) => postgres::relations(pool, user).await,
-        }
+        on_backend!(self, pool => {
+            let rows: Vec<(i32, Id)> = sqlx::query_as(sql::RELATIONS)
+                .bind(Id::from(user))
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().map(|(kind, id)| (kind, uuid(id))).collect())
+        })
     }
 
     /// The user's own contact list, sorted.
     pub async fn contacts_of(&self, user: Uuid) -> Result<Vec<Uuid>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::contacts_of(pool, user).await,
-            Store::Postgres(pool) => postgres::contacts_of(pool, user).await,
-        }
+        self.ids(sql::CONTACTS_OF, user).await
     }
 
     /// Users who have `user` in their contact list (the user's watchers), sorted.
     pub async fn watchers_of(&self, user: Uuid) -> Result<Vec<Uuid>> {
-        match self {
-            Store::Sqlite(pool) => sqlite::watchers_of(pool, user).await,
-            Store::Postgres(pool) => postgres::watchers_of(pool, user).await,
-        }
+        self.ids(sql::WATCHERS_OF, user).await
     }
 
     /// Replaces `user`'s contact list in one transaction; returns the previous list
@@ -431,11 +450,46 @@ impl Store {
     pub async fn replace_contacts(&self, user: Uuid, contacts: &[Uuid]) -> Result<Vec<Uuid>> {
         let mut contacts = dedup(contacts);
         contacts.retain(|c| *c != user);
-        match self {
-            Store::Sqlite(pool) => sqlite::replace_contacts(pool, user, &contacts).await,
-            Store::Postgres(pool) => postgres::replace_contacts(pool, user, &contacts).await,
-        }
+        dispatch!(self, replace_list(Edge::CONTACTS, user, &contacts))
     }
+
+    /// The ids a one-key statement selects, sorted.
+    async fn ids(&self, statement: &'static str, key: Uuid) -> Result<Vec<Uuid>> {
+        on_backend!(self, pool => {
+            let ids: Vec<Id> = sqlx::query_scalar(statement)
+                .bind(Id::from(key))
+                .fetch_all(pool)
+                .await?;
+            Ok(sorted(ids))
+        })
+    }
+
+    /// Runs a membership insert or delete; true if a row changed.
+    async fn change_member(
+        &self,
+        statement: &'static str,
+        conversation: Uuid,
+        user: Uuid,
+    ) -> Result<bool> {
+        Ok(on_backend!(self, pool => sqlx::query(statement)
+            .bind(Id::from(conversation))
+            .bind(Id::from(user))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected() > 0))?)
+    }
+}
+
+/// An id as read from either backend.
+fn uuid(id: impl Into<Uuid>) -> Uuid {
+    id.into()
+}
+
+/// Ids as read from either backend, sorted ascending.
+fn sorted<I: Into<Uuid>>(ids: Vec<I>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = ids.into_iter().map(uuid).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// Sorted, without duplicates.
@@ -482,17 +536,6 @@ fn non_empty(name: Option<String>) -> Option<String> {
     name.filter(|n| !n.is_empty())
 }
 
-/// The URL without its password, for error messages.
-fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _password)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,11 +566,5 @@ mod tests {
         assert_eq!(parse_visibility(Some("friends")), Visibility::Nobody);
         assert_eq!(parse_visibility(Some("contacts")), Visibility::Contacts);
         assert_eq!(non_empty(Some(String::new())), None);
-    }
-
-    #[test]
-    fn redacts_password() {
-        assert_eq!(redact_url("mysql://u:secret@h/db"), "mysql://u:***@h/db");
-        assert_eq!(redact_url("redis://h/0"), "redis://h/0");
     }
 }

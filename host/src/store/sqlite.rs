@@ -5,82 +5,26 @@
 //! timeout instead of failing on a read-to-write lock upgrade.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
+use uuid::fmt::Hyphenated;
 
-use super::{Result, UserRecord, non_empty, parse_status, parse_visibility};
-use crate::model::{PrivacySettings, Status, Visibility};
+use super::{Edge, Result, UserRecord, UserRow, sorted};
+use crate::model::Status;
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, username, display_name, status, last_seen, show_last_seen, last_seen_visibility";
 
 /// Rows per multi-row statement (3 binds each, well under SQLite's variable limit).
 const CHUNK: usize = 300;
 
-fn id_text(id: Uuid) -> String {
-    id.hyphenated().to_string()
-}
-
 fn time_text(at: DateTime<Utc>) -> String {
+    // Fixed width and `Z`, so text order is time order (sqlx would write `+00:00`).
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn decode_err(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
-    sqlx::Error::Decode(Box::new(e))
-}
-
-fn parse_id(raw: &str) -> std::result::Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(raw).map_err(decode_err)
-}
-
-fn record(row: &SqliteRow) -> std::result::Result<UserRecord, sqlx::Error> {
-    let id: String = row.try_get("id")?;
-    let status: Option<String> = row.try_get("status")?;
-    let last_seen: Option<String> = row.try_get("last_seen")?;
-    let show_last_seen: Option<bool> = row.try_get("show_last_seen")?;
-    let visibility: Option<String> = row.try_get("last_seen_visibility")?;
-    let last_seen = match last_seen.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(
-            DateTime::parse_from_rfc3339(text)
-                .map_err(decode_err)?
-                .with_timezone(&Utc),
-        ),
-    };
-    Ok(UserRecord {
-        id: parse_id(&id)?,
-        username: non_empty(row.try_get("username")?),
-        display_name: non_empty(row.try_get("display_name")?),
-        status: parse_status(status.as_deref()),
-        last_seen,
-        privacy: PrivacySettings {
-            show_last_seen: show_last_seen.unwrap_or(true),
-            last_seen_visibility: parse_visibility(visibility.as_deref()),
-        },
-    })
-}
-
-fn ids(rows: Vec<SqliteRow>) -> Result<Vec<Uuid>> {
-    let mut out = rows
-        .iter()
-        .map(|row| parse_id(row.try_get::<&str, _>(0)?))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    // Text order of hyphenated lowercase ids is byte order already; sort to be sure.
-    out.sort_unstable();
-    Ok(out)
 }
 
 async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
-}
-
-pub(super) async fn user(pool: &SqlitePool, id: Uuid) -> Result<Option<UserRecord>> {
-    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-        .bind(id_text(id))
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(record).transpose()?)
 }
 
 pub(super) async fn users(pool: &SqlitePool, ids: &[Uuid]) -> Result<Vec<UserRecord>> {
@@ -90,12 +34,11 @@ pub(super) async fn users(pool: &SqlitePool, ids: &[Uuid]) -> Result<Vec<UserRec
             QueryBuilder::<Sqlite>::new(format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ("));
         let mut list = query.separated(", ");
         for id in chunk {
-            list.push_bind(id_text(*id));
+            list.push_bind(id.hyphenated());
         }
         query.push(")");
-        for row in query.build().fetch_all(pool).await? {
-            out.push(record(&row)?);
-        }
+        let rows: Vec<UserRow<Hyphenated>> = query.build_query_as().fetch_all(pool).await?;
+        out.extend(rows.into_iter().map(UserRecord::from));
     }
     Ok(out)
 }
@@ -106,60 +49,19 @@ pub(super) async fn ensure_user(
     username: Option<&str>,
     display_name: Option<&str>,
 ) -> Result<UserRecord> {
-    let row = sqlx::query(&format!(
-        "INSERT INTO users (id, username, display_name) VALUES (?1, ?2, ?3) \
+    let row: UserRow<Hyphenated> = sqlx::query_as(&format!(
+        "INSERT INTO users (id, username, display_name) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET \
            username = COALESCE(NULLIF(users.username, ''), excluded.username, users.username), \
            display_name = COALESCE(NULLIF(users.display_name, ''), excluded.display_name, users.display_name) \
          RETURNING {USER_COLUMNS}"
     ))
-    .bind(id_text(id))
+    .bind(id.hyphenated())
     .bind(username)
     .bind(display_name)
     .fetch_one(pool)
     .await?;
-    Ok(record(&row)?)
-}
-
-pub(super) async fn upsert_profile(
-    pool: &SqlitePool,
-    id: Uuid,
-    username: &str,
-    display_name: &str,
-) -> Result<UserRecord> {
-    let row = sqlx::query(&format!(
-        "INSERT INTO users (id, username, display_name) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (id) DO UPDATE SET \
-           username = excluded.username, display_name = excluded.display_name \
-         RETURNING {USER_COLUMNS}"
-    ))
-    .bind(id_text(id))
-    .bind(username)
-    .bind(display_name)
-    .fetch_one(pool)
-    .await?;
-    Ok(record(&row)?)
-}
-
-pub(super) async fn set_privacy(
-    pool: &SqlitePool,
-    id: Uuid,
-    show_last_seen: Option<bool>,
-    visibility: Option<Visibility>,
-) -> Result<Option<UserRecord>> {
-    let row = sqlx::query(&format!(
-        "UPDATE users SET \
-           show_last_seen = COALESCE(?2, show_last_seen), \
-           last_seen_visibility = COALESCE(?3, last_seen_visibility) \
-         WHERE id = ?1 \
-         RETURNING {USER_COLUMNS}"
-    ))
-    .bind(id_text(id))
-    .bind(show_last_seen)
-    .bind(visibility.map(Visibility::as_str))
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.as_ref().map(record).transpose()?)
+    Ok(row.into())
 }
 
 /// `entries` has one entry per id (merged by the caller).
@@ -171,7 +73,7 @@ pub(super) async fn write_presence(
     for chunk in entries.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO users (id, status, last_seen) ");
         query.push_values(chunk, |mut row, (id, status, at)| {
-            row.push_bind(id_text(*id))
+            row.push_bind(id.hyphenated())
                 .push_bind(status.as_str())
                 .push_bind(time_text(*at));
         });
@@ -189,158 +91,45 @@ pub(super) async fn write_presence(
     Ok(())
 }
 
-pub(super) async fn reset_statuses(pool: &SqlitePool) -> Result<u64> {
-    let done =
-        sqlx::query("UPDATE users SET status = 'offline' WHERE status IN ('online', 'away')")
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected())
-}
-
-pub(super) async fn members(pool: &SqlitePool, conversation: Uuid) -> Result<Vec<Uuid>> {
-    let rows = sqlx::query(
-        "SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id",
-    )
-    .bind(id_text(conversation))
-    .fetch_all(pool)
-    .await?;
-    ids(rows)
-}
-
-pub(super) async fn conversations_of(pool: &SqlitePool, user: Uuid) -> Result<Vec<Uuid>> {
-    let rows = sqlx::query(
-        "SELECT conversation_id FROM conversation_members WHERE user_id = ? \
-         ORDER BY conversation_id",
-    )
-    .bind(id_text(user))
-    .fetch_all(pool)
-    .await?;
-    ids(rows)
-}
-
-/// `users` is deduplicated by the caller.
-pub(super) async fn replace_members(
+/// Replaces the list `key` owns in one transaction; returns the previous
+/// list. `values` is deduplicated by the caller.
+pub(super) async fn replace_list(
     pool: &SqlitePool,
-    conversation: Uuid,
-    users: &[Uuid],
+    edge: Edge,
+    key: Uuid,
+    values: &[Uuid],
 ) -> Result<Vec<Uuid>> {
-    let conversation = id_text(conversation);
+    let key = key.hyphenated();
     let mut tx = begin_write(pool).await?;
-    let previous = sqlx::query(
-        "SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id",
-    )
-    .bind(&conversation)
-    .fetch_all(&mut *tx)
-    .await?;
-    let previous = ids(previous)?;
-    sqlx::query("DELETE FROM conversation_members WHERE conversation_id = ?")
-        .bind(&conversation)
-        .execute(&mut *tx)
+    let previous: Vec<Hyphenated> = sqlx::query_scalar(&edge.values_sql())
+        .bind(key)
+        .fetch_all(&mut *tx)
         .await?;
-    for chunk in users.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO conversation_members (conversation_id, user_id) ",
-        );
-        query.push_values(chunk, |mut row, user| {
-            row.push_bind(conversation.clone())
-                .push_bind(id_text(*user));
+    sqlx::query(&format!(
+        "DELETE FROM {} WHERE {} = $1",
+        edge.table, edge.key
+    ))
+    .bind(key)
+    .execute(&mut *tx)
+    .await?;
+    for chunk in values.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {} ({}, {}) ",
+            edge.table, edge.key, edge.value
+        ));
+        query.push_values(chunk, |mut row, value| {
+            row.push_bind(key).push_bind(value.hyphenated());
         });
         query.push(" ON CONFLICT DO NOTHING");
         query.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(previous)
-}
-
-pub(super) async fn add_member(pool: &SqlitePool, conversation: Uuid, user: Uuid) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO conversation_members (conversation_id, user_id) VALUES (?, ?) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id_text(conversation))
-    .bind(id_text(user))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-pub(super) async fn remove_member(
-    pool: &SqlitePool,
-    conversation: Uuid,
-    user: Uuid,
-) -> Result<bool> {
-    let done =
-        sqlx::query("DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?")
-            .bind(id_text(conversation))
-            .bind(id_text(user))
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-pub(super) async fn contacts_of(pool: &SqlitePool, user: Uuid) -> Result<Vec<Uuid>> {
-    let rows = sqlx::query("SELECT contact_id FROM contacts WHERE user_id = ? ORDER BY contact_id")
-        .bind(id_text(user))
-        .fetch_all(pool)
-        .await?;
-    ids(rows)
-}
-
-pub(super) async fn relations(pool: &SqlitePool, user: Uuid) -> Result<Vec<(i32, Uuid)>> {
-    let rows = sqlx::query(super::RELATIONS_SQL)
-        .bind(id_text(user))
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get(0)?, parse_id(row.try_get::<&str, _>(1)?)?)))
-        .collect()
-}
-
-pub(super) async fn watchers_of(pool: &SqlitePool, user: Uuid) -> Result<Vec<Uuid>> {
-    let rows = sqlx::query("SELECT user_id FROM contacts WHERE contact_id = ? ORDER BY user_id")
-        .bind(id_text(user))
-        .fetch_all(pool)
-        .await?;
-    ids(rows)
-}
-
-/// `contacts` is deduplicated and without `user` (done by the caller).
-pub(super) async fn replace_contacts(
-    pool: &SqlitePool,
-    user: Uuid,
-    contacts: &[Uuid],
-) -> Result<Vec<Uuid>> {
-    let user = id_text(user);
-    let mut tx = begin_write(pool).await?;
-    let previous =
-        sqlx::query("SELECT contact_id FROM contacts WHERE user_id = ? ORDER BY contact_id")
-            .bind(&user)
-            .fetch_all(&mut *tx)
-            .await?;
-    let previous = ids(previous)?;
-    sqlx::query("DELETE FROM contacts WHERE user_id = ?")
-        .bind(&user)
-        .execute(&mut *tx)
-        .await?;
-    for chunk in contacts.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO contacts (user_id, contact_id) ");
-        query.push_values(chunk, |mut row, contact| {
-            row.push_bind(user.clone()).push_bind(id_text(*contact));
-        });
-        query.push(" ON CONFLICT DO NOTHING");
-        query.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(previous)
+    Ok(sorted(previous))
 }
 
 /// `(key, value)` of the rows of a membership table whose `key` is among `keys`.
-pub(super) async fn pairs(
-    pool: &SqlitePool,
-    of: super::Pairs,
-    keys: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid)>> {
-    let (table, key, value) = of.sql();
+pub(super) async fn pairs(pool: &SqlitePool, of: Edge, keys: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
+    let Edge { table, key, value } = of;
     let mut out = Vec::new();
     for chunk in keys.chunks(CHUNK) {
         let mut query = QueryBuilder::<Sqlite>::new(format!(
@@ -348,15 +137,14 @@ pub(super) async fn pairs(
         ));
         let mut list = query.separated(", ");
         for id in chunk {
-            list.push_bind(id_text(*id));
+            list.push_bind(id.hyphenated());
         }
         query.push(")");
-        for row in query.build().fetch_all(pool).await? {
-            out.push((
-                parse_id(row.try_get::<&str, _>(0)?)?,
-                parse_id(row.try_get::<&str, _>(1)?)?,
-            ));
-        }
+        let rows: Vec<(Hyphenated, Hyphenated)> = query.build_query_as().fetch_all(pool).await?;
+        out.extend(
+            rows.into_iter()
+                .map(|(k, v)| (k.into_uuid(), v.into_uuid())),
+        );
     }
     Ok(out)
 }
