@@ -3,16 +3,27 @@
 //! is typing — over WebSocket and REST, with its rules in WebAssembly policies.
 //!
 //! # Layout
-//! In the order a `typing_start` travels to the other members:
-//! - `app`: builds the server from the [`config`] and runs it until shutdown.
-//! - `http`: routes; `/ws` authenticates ([`auth`]) and upgrades.
-//! - `ws::session`: one connection (reader + writer); `ws::protocol`: wire types.
-//! - `presence`: the node's state — `typing` leases and rate windows,
-//!   `status` online/away/offline, `view` privacy per viewer, `registry`
-//!   of connections for fan-out, `directory` caches, `timers`, `flush`.
-//! - `policy`: the wasmtime engine and the typing/status/privacy slots.
-//! - `store`: SQLite or PostgreSQL through sqlx.
-//! - `error`: the one API error type; `model`: shared domain types.
+//! In the order a `typing_start` travels to the other members. Calls go
+//! down this list, never back up (the cluster hands what arrives up through
+//! a channel):
+//! - [`app`]: builds the server from the [`config`] and runs it until shutdown.
+//! - [`http`]: the accept loop and the routes; `/ws` authenticates ([`auth`])
+//!   and upgrades; the REST APIs make one presence call per request and
+//!   answer errors through [`error`], the one API error type.
+//! - [`ws`]: RFC 6455 — handshake, frames, the socket, and `session`, one
+//!   connection, which makes one presence call per client event.
+//! - [`protocol`]: the JSON events and status objects on the wire.
+//! - [`presence`]: the node's state — `actions` (what a client does) →
+//!   `typing` leases and rate windows → `registry` (fan-out), and `status`,
+//!   `view` (privacy per viewer), `directory` caches, `timers`, `flush`,
+//!   `admin` (the chat backend's changes), `plugins`, `remote` (what
+//!   crosses nodes).
+//! - [`cluster`]: Redis fan-out, leases and live presence, beneath presence;
+//!   what arrives goes up as events.
+//! - [`policy`]: the wasmtime engine and the typing/status/privacy slots.
+//! - [`store`]: SQLite or PostgreSQL through sqlx.
+//! - [`model`]: domain types shared by every layer; [`metrics`].
+//! - [`cli`]: the command line around the server.
 
 pub mod app;
 pub mod auth;
