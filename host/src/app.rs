@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,7 +22,7 @@ use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
 use crate::presence::plugins::follow_plugin;
 use crate::presence::{Presence, PresenceTasks};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 /// Compiled plugins are cached under the data directory here.
 pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
@@ -38,11 +39,16 @@ pub struct Application {
     sessions: TaskTracker,
     /// Watched for replacement policy components while serving.
     plugin_dir: Option<PathBuf>,
+    /// Keeps the identity provider's key set fresh, when there is one.
+    jwks_task: Option<JoinHandle<()>>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let store = Store::connect(&config.database_url)
+        let options = StoreOptions {
+            schema: config.database_schema.clone(),
+        };
+        let store = Store::connect_with(&config.database_url, &options)
             .await
             .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
         store.migrate().await.context("running migrations")?;
@@ -90,10 +96,15 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let sessions = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        // Fetched from the start, so the node is ready as soon as it can be.
+        let jwks_task = auth
+            .jwks()
+            .map(|jwks| tokio::spawn(jwks.run(shutdown.clone())));
         let state = AppState {
             presence,
             auth: Arc::new(auth),
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: sessions.clone(),
         };
         Ok(Application {
@@ -102,6 +113,7 @@ impl Application {
             tasks,
             sessions,
             plugin_dir: config.plugin_dir,
+            jwks_task,
         })
     }
 
@@ -127,6 +139,7 @@ impl Application {
             tasks,
             sessions,
             plugin_dir,
+            jwks_task,
         } = self;
         let addr = listener.local_addr()?;
         let cancel = state.shutdown.clone();
@@ -140,8 +153,8 @@ impl Application {
             cancel.cancel();
         })
         .await;
-        if let Some(w) = watcher {
-            let _ = w.await;
+        for task in watcher.into_iter().chain(jwks_task) {
+            let _ = task.await;
         }
         sessions.close();
         if tokio::time::timeout(SESSION_DRAIN_TIMEOUT, sessions.wait())

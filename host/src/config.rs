@@ -12,6 +12,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default database: an SQLite file in the working directory (SPEC §9).
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://presence.db";
+/// Clock skew tolerated on a token's `exp` and `nbf` by default.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
 /// Where generated secrets are kept when none are configured.
 pub const DEFAULT_DATA_DIR: &str = "presence-data";
 
@@ -22,6 +24,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://file`, `sqlite::memory:` or `postgres://…`.
     pub database_url: String,
+    /// PostgreSQL only: presence's own tables live in this schema (created
+    /// if missing) instead of beside the chat's, with `presence_` names.
+    pub database_schema: Option<String>,
     /// Redis for cross-node fan-out and live presence: set on every node of
     /// a cluster (with a `postgres://` database); unset, the node runs alone.
     pub redis_url: Option<String>,
@@ -30,8 +35,19 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// PEM public key file; when set, tokens are verified with `jwt_algorithm`.
     pub jwt_public_key: Option<PathBuf>,
-    /// `HS256` (default), `RS256` or `ES256`.
+    /// `HS256` (default), `RS256`, `ES256` or `EdDSA`.
     pub jwt_algorithm: String,
+    /// The identity provider's JWKS endpoint: tokens are verified with its
+    /// keys (RS256, ES256, EdDSA), chosen by `kid`.
+    pub jwt_jwks_url: Option<String>,
+    /// When set, a token's `aud` is required and must be one of these.
+    pub jwt_audience: Vec<String>,
+    /// When set, a token's `iss` is required and must equal it.
+    pub jwt_issuer: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// The claim holding the user's UUID.
+    pub jwt_user_claim: String,
     /// Bearer key of the admin API; generated into `data_dir` when absent.
     pub admin_key: Option<String>,
     /// Directory with `typing.wasm`, `status.wasm`, `privacy.wasm` overriding the built-ins.
@@ -111,11 +127,17 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_schema: None,
             redis_url: None,
             cluster: ClusterSettings::default(),
             jwt_secret: None,
             jwt_public_key: None,
             jwt_algorithm: "HS256".to_owned(),
+            jwt_jwks_url: None,
+            jwt_audience: Vec::new(),
+            jwt_issuer: None,
+            jwt_leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+            jwt_user_claim: "sub".to_owned(),
             admin_key: None,
             plugin_dir: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -155,6 +177,9 @@ impl Config {
         if let Some(v) = get("PRESENCE_DATABASE_URL") {
             self.database_url = v;
         }
+        if let Some(v) = get("PRESENCE_DATABASE_SCHEMA") {
+            self.database_schema = Some(v);
+        }
         if let Some(v) = get("PRESENCE_REDIS_URL") {
             self.redis_url = Some(v);
         }
@@ -170,8 +195,29 @@ impl Config {
         if let Some(v) = get("PRESENCE_CLUSTER_HEARTBEAT_MS") {
             self.cluster.heartbeat_ms = v.parse().context("PRESENCE_CLUSTER_HEARTBEAT_MS")?;
         }
-        if let Some(v) = get("PRESENCE_JWT_SECRET") {
+        // Set but empty is a mistake to refuse, not a reason to generate one.
+        if let Some(v) = env("PRESENCE_JWT_SECRET") {
             self.jwt_secret = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_JWT_JWKS_URL") {
+            self.jwt_jwks_url = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_JWT_AUDIENCE") {
+            self.jwt_audience = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = get("PRESENCE_JWT_ISSUER") {
+            self.jwt_issuer = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_JWT_LEEWAY_SECS") {
+            self.jwt_leeway_secs = v.parse().context("PRESENCE_JWT_LEEWAY_SECS")?;
+        }
+        if let Some(v) = get("PRESENCE_JWT_USER_CLAIM") {
+            self.jwt_user_claim = v;
         }
         if let Some(v) = get("PRESENCE_JWT_PUBLIC_KEY") {
             self.jwt_public_key = Some(v.into());

@@ -20,8 +20,9 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("service unavailable")]
-    Unavailable,
+    /// The node cannot serve; the message says what it waits for.
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
     /// A plugin component was refused; the message says why.
     #[error("{0}")]
     PluginRejected(String),
@@ -40,7 +41,7 @@ impl ApiError {
             ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PluginRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_rejected"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

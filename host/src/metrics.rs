@@ -71,12 +71,13 @@ impl ClusterKind {
 }
 
 /// Client frame kinds counted on the way in (`invalid` for refused ones).
-pub const EVENT_KINDS: [&str; 6] = [
+pub const EVENT_KINDS: [&str; 7] = [
     "typing_start",
     "typing_stop",
     "set_status",
     "activity",
     "ping",
+    "auth",
     "invalid",
 ];
 

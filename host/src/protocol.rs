@@ -53,6 +53,10 @@ pub enum ClientEvent {
     },
     Activity,
     Ping,
+    /// A fresh token for this connection, before the one it opened with expires.
+    Auth {
+        token: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +93,12 @@ struct TypingData {
 #[serde(deny_unknown_fields)]
 struct StatusData {
     status: ManualStatus,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthData {
+    token: String,
 }
 
 impl ClientEvent {
@@ -129,6 +139,11 @@ impl ClientEvent {
             }
             "activity" => Ok(ClientEvent::Activity),
             "ping" => Ok(ClientEvent::Ping),
+            "auth" => {
+                let d: AuthData =
+                    serde_json::from_value(data()?).map_err(|e| bad(format!("bad data: {e}")))?;
+                Ok(ClientEvent::Auth { token: d.token })
+            }
             other => Err(BadFrame {
                 ref_type: Some(other.to_owned()),
                 message: format!("unknown type {other:?}"),
@@ -143,6 +158,7 @@ impl ClientEvent {
             ClientEvent::SetStatus { .. } => "set_status",
             ClientEvent::Activity => "activity",
             ClientEvent::Ping => "ping",
+            ClientEvent::Auth { .. } => "auth",
         }
     }
 }
@@ -263,6 +279,13 @@ pub fn error_frame(code: &str, message: &str, ref_type: Option<&str>) -> Frame {
     )
 }
 
+/// `auth_ok`: the renewed token is in force until `expires_at`.
+#[derive(Serialize)]
+pub struct AuthOk {
+    #[serde(serialize_with = "ser_time")]
+    pub expires_at: DateTime<Utc>,
+}
+
 pub fn pong_frame() -> Frame {
     Frame::from_static(r#"{"type":"pong","data":{}}"#)
 }
@@ -296,6 +319,20 @@ mod tests {
                 status: ManualStatus::Away
             }
         );
+        assert_eq!(
+            ClientEvent::parse(r#"{"type":"auth","data":{"token":"a.b.c"}}"#).unwrap(),
+            ClientEvent::Auth {
+                token: "a.b.c".into()
+            }
+        );
+        for garbage in [
+            r#"{"type":"auth"}"#,
+            r#"{"type":"auth","data":{"token":7}}"#,
+            r#"{"type":"auth","data":{}}"#,
+        ] {
+            let e = ClientEvent::parse(garbage).unwrap_err();
+            assert_eq!(e.ref_type.as_deref(), Some("auth"), "{garbage}");
+        }
     }
 
     #[test]

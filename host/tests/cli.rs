@@ -42,7 +42,11 @@ fn migrate_applies_the_schema_to_a_fresh_database() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied (sqlite)"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("migrations applied (sqlite; presence owns `users`)"),
+        "{said}"
+    );
     assert!(dir.path().join("p.db").exists());
 }
 

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::FutureExt;
 use presence::model::{PrivacySettings, Status, Visibility};
-use presence::store::{Edge, Relations, Store, StoreError, UserRecord};
+use presence::store::{Edge, Relations, Store, StoreError, StoreOptions, UserRecord};
 use uuid::Uuid;
 
 type Body = for<'a> fn(&'a Store, &'a str) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -21,11 +21,33 @@ type Body = for<'a> fn(&'a Store, &'a str) -> Pin<Box<dyn Future<Output = ()> + 
 // ---------------------------------------------------------------- harness
 
 async fn on_sqlite(body: Body) {
+    on_sqlite_with(None, body).await;
+}
+
+/// A chat backend's own `users` table, there before presence: presence may
+/// not insert into it (an email is required) and keeps unknown users apart.
+const CHAT_USERS_SQLITE: &str =
+    "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL CHECK (email LIKE '%@%'))";
+const CHAT_USERS_POSTGRES: &str =
+    "CREATE TABLE users (id UUID PRIMARY KEY, email TEXT NOT NULL CHECK (email LIKE '%@%'))";
+
+async fn on_sqlite_attached(body: Body) {
+    on_sqlite_with(Some(CHAT_USERS_SQLITE), body).await;
+}
+
+async fn on_sqlite_with(chat: Option<&str>, body: Body) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("presence.db").display());
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
-    store.migrate().await.unwrap();
+    if let Some(sql) = chat {
+        sqlx::query(sql)
+            .execute(store.sqlite_pool().unwrap())
+            .await
+            .unwrap();
+    }
+    let layout = store.migrate().await.unwrap();
+    assert_eq!(layout.owned, chat.is_none());
     body(&store, &url).await;
     store.close().await;
 }
@@ -44,7 +66,7 @@ fn with_search_path(base: &str, schema: &str) -> String {
 
 /// Runs `body` on a store whose connections live in a fresh schema, dropped afterwards
 /// even when the body panics.
-async fn on_postgres_schema(migrate: bool, body: Body) {
+async fn on_postgres_schema(setup: Setup, body: Body) {
     let Some(base) = postgres_url() else {
         // Straight to the stderr handle: libtest captures println!.
         let _ = writeln!(
@@ -63,8 +85,15 @@ async fn on_postgres_schema(migrate: bool, body: Body) {
     let outcome = AssertUnwindSafe(async {
         let store = Store::connect(&url).await.unwrap();
         assert_eq!(store.backend(), "postgres");
-        if migrate {
-            store.migrate().await.unwrap();
+        if setup == Setup::Attached {
+            sqlx::query(CHAT_USERS_POSTGRES)
+                .execute(store.postgres_pool().unwrap())
+                .await
+                .unwrap();
+        }
+        if setup != Setup::Bare {
+            let layout = store.migrate().await.unwrap();
+            assert_eq!(layout.owned, setup == Setup::Fresh);
         }
         body(&store, &url).await;
         store.close().await;
@@ -82,25 +111,39 @@ async fn on_postgres_schema(migrate: bool, body: Body) {
 }
 
 async fn on_postgres(body: Body) {
-    on_postgres_schema(true, body).await;
+    on_postgres_schema(Setup::Fresh, body).await;
 }
 
-/// Declares each body as one `sqlite::<name>` and one `postgres::<name>` test.
+async fn on_postgres_attached(body: Body) {
+    on_postgres_schema(Setup::Attached, body).await;
+}
+
+/// What a PostgreSQL test body gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    /// An empty schema, not migrated.
+    Bare,
+    /// Migrated; presence owns `users`.
+    Fresh,
+    /// A chat's `users` first, then migrated.
+    Attached,
+}
+
+/// Declares each body as a test on each backend, once on a fresh database
+/// (presence creates and owns `users`) and once attached to a chat's `users`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        on_both_backends!(@mod sqlite on_sqlite $($name)*);
+        on_both_backends!(@mod postgres on_postgres $($name)*);
+        on_both_backends!(@mod sqlite_attached on_sqlite_attached $($name)*);
+        on_both_backends!(@mod postgres_attached on_postgres_attached $($name)*);
+    };
+    (@mod $module:ident $harness:ident $($name:ident)*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::on_sqlite(|store, url| Box::pin(super::$name(store, url))).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::on_postgres(|store, url| Box::pin(super::$name(store, url))).await;
+                    super::$harness(|store, url| Box::pin(super::$name(store, url))).await;
                 }
             )*
         }
@@ -666,9 +709,7 @@ async fn sqlite_file_layout() {
         .unwrap();
     assert!(path.exists(), "the file is created");
     store.migrate().await.unwrap();
-    let Store::Sqlite(pool) = &store else {
-        panic!("sqlite url gave {}", store.backend());
-    };
+    let pool = store.sqlite_pool().expect("an sqlite url gives sqlite");
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(pool)
         .await
@@ -703,8 +744,9 @@ async fn sqlite_file_layout() {
     assert_eq!(
         indexes,
         [
-            "idx_contacts_contact",
-            "idx_conversation_members_user",
+            "idx_presence_contacts_contact",
+            "idx_presence_conversation_members_user",
+            "idx_presence_users_status",
             "idx_users_last_seen",
             "idx_users_status"
         ]
@@ -722,140 +764,412 @@ async fn unsupported_url() {
     }
 }
 
-// ---------------------------------------------------------------- PostgreSQL only
+// ---------------------------------------------------------------- a chat's database
 
-/// The migration applies on top of a chat backend's existing `users` table.
+/// A chat backend's schema, there before presence: `users` with columns presence does
+/// not know (required, checked, one read back as a name), a table pointing at it, and
+/// its own `conversation_members` and `contacts` of another shape.
+const CHAT_SQLITE: &str = "
+    CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL CHECK (email LIKE '%@%'),
+        password_hash TEXT NOT NULL, username TEXT NOT NULL);
+    CREATE TABLE messages (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id));
+    CREATE TABLE conversation_members (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id), role TEXT NOT NULL);
+    CREATE TABLE contacts (id INTEGER PRIMARY KEY, owner_id TEXT NOT NULL, friend_id TEXT NOT NULL);";
+const CHAT_POSTGRES: &str = "
+    CREATE TABLE users (id UUID PRIMARY KEY, email TEXT NOT NULL CHECK (email LIKE '%@%'),
+        password_hash TEXT NOT NULL, username TEXT NOT NULL);
+    CREATE TABLE messages (id BIGSERIAL PRIMARY KEY, user_id UUID NOT NULL REFERENCES users(id));
+    CREATE TABLE conversation_members (id BIGSERIAL PRIMARY KEY, conversation_id UUID NOT NULL,
+        user_id UUID NOT NULL REFERENCES users(id), role TEXT NOT NULL);
+    CREATE TABLE contacts (id BIGSERIAL PRIMARY KEY, owner_id UUID NOT NULL, friend_id UUID NOT NULL);";
+
+/// The chat's rows (its own columns only) and the columns of `users`, to compare
+/// before and after presence.
+async fn chat_state(store: &Store) -> (Vec<String>, Vec<String>) {
+    let rows_sql = "SELECT 'user ' || CAST(id AS TEXT) || ' ' || email || ' ' || password_hash \
+           || ' ' || username FROM users \
+         UNION ALL SELECT 'member ' || CAST(conversation_id AS TEXT) || ' ' \
+           || CAST(user_id AS TEXT) || ' ' || role FROM conversation_members \
+         UNION ALL SELECT 'contact ' || CAST(owner_id AS TEXT) || ' ' || CAST(friend_id AS TEXT) \
+           FROM contacts \
+         UNION ALL SELECT 'message ' || CAST(user_id AS TEXT) FROM messages";
+    let (mut rows, mut columns): (Vec<String>, Vec<String>) = match store.postgres_pool() {
+        Some(pool) => (
+            sqlx::query_scalar(rows_sql).fetch_all(pool).await.unwrap(),
+            sqlx::query_scalar(
+                "SELECT attname::text FROM pg_attribute \
+                 WHERE attrelid = to_regclass('users') AND attnum > 0 AND NOT attisdropped",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        ),
+        None => {
+            let pool = store.sqlite_pool().unwrap();
+            (
+                sqlx::query_scalar(rows_sql).fetch_all(pool).await.unwrap(),
+                sqlx::query_scalar("SELECT name FROM pragma_table_info('users')")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    rows.sort();
+    columns.sort();
+    (rows, columns)
+}
+
+async fn execute_script(store: &Store, sqlite: &str, postgres: &str) {
+    match store.postgres_pool() {
+        Some(pool) => {
+            sqlx::raw_sql(postgres).execute(pool).await.unwrap();
+        }
+        None => {
+            sqlx::raw_sql(sqlite)
+                .execute(store.sqlite_pool().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_migrates_existing_chat_database() {
-    on_postgres_schema(false, |store, url| {
-        Box::pin(existing_chat_database(store, url))
+async fn sqlite_attached_to_a_chat_database_writes_only_the_seed_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    attached_to_a_chat_database(&store, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_attached_to_a_chat_database_writes_only_the_seed_columns() {
+    on_postgres_schema(Setup::Bare, |store, url| {
+        Box::pin(attached_to_a_chat_database(store, url))
     })
     .await;
 }
 
-async fn existing_chat_database(store: &Store, _url: &str) {
-    let Store::Postgres(pool) = store else {
-        panic!("postgres url gave {}", store.backend());
+async fn attached_to_a_chat_database(store: &Store, url: &str) {
+    execute_script(store, CHAT_SQLITE, CHAT_POSTGRES).await;
+    let [alice, bob, stranger] = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::new_v4()];
+    let conversation = Uuid::new_v4();
+    let seed = format!(
+        "INSERT INTO users (id, email, password_hash, username) VALUES \
+           ('{alice}', 'alice@example.com', 'x1', 'alice'), ('{bob}', 'bob@example.com', 'x2', 'bob');
+         INSERT INTO messages (user_id) VALUES ('{alice}');
+         INSERT INTO conversation_members (conversation_id, user_id, role) VALUES \
+           ('{conversation}', '{alice}', 'owner'), ('{conversation}', '{bob}', 'member');
+         INSERT INTO contacts (owner_id, friend_id) VALUES ('{alice}', '{bob}');"
+    );
+    execute_script(store, &seed, &seed).await;
+    let (rows, columns) = chat_state(store).await;
+
+    let layout = store.migrate().await.unwrap();
+    assert!(!layout.owned && layout.chat_username && !layout.chat_display_name);
+    store.migrate().await.unwrap();
+
+    // A chat user: names from the chat's column until the admin API sets them.
+    let a = store.user(alice).await.unwrap().unwrap();
+    assert_eq!(
+        (a.username.as_deref(), a.status),
+        (Some("alice"), Status::Offline)
+    );
+    let p = store.upsert_profile(bob, "bobby", "Bob").await.unwrap();
+    assert_eq!(
+        (p.username.as_deref(), p.display_name.as_deref()),
+        (Some("bobby"), Some("Bob"))
+    );
+    let e = store
+        .ensure_user(alice, Some("token-name"), Some("Alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (e.username.as_deref(), e.display_name.as_deref()),
+        (Some("alice"), Some("Alice"))
+    );
+    // Membership and contacts are presence's own, whatever the chat's tables hold.
+    assert!(store.members(conversation).await.unwrap().is_empty());
+    store
+        .replace_members(conversation, &[alice, stranger])
+        .await
+        .unwrap();
+    store
+        .replace_contacts(bob, &[alice, stranger])
+        .await
+        .unwrap();
+    assert_eq!(store.watchers_of(alice).await.unwrap(), vec![bob]);
+    // Privacy and last seen of a chat user land on its row; a stranger's in presence's.
+    let private = store
+        .set_privacy(alice, Some(false), Some(Visibility::Contacts))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(private.privacy.last_seen_visibility, Visibility::Contacts);
+    store
+        .ensure_user(stranger, Some("sam"), None)
+        .await
+        .unwrap();
+    store
+        .write_presence(&[
+            (alice, Status::Offline, at(5)),
+            (bob, Status::Online, at(6)),
+            (stranger, Status::Offline, at(7)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.reset_statuses().await.unwrap(), 1);
+    let s = store.user(stranger).await.unwrap().unwrap();
+    assert_eq!(
+        (s.username.as_deref(), s.last_seen),
+        (Some("sam"), Some(at(7)))
+    );
+    let users = store.users(&[alice, bob, stranger]).await.unwrap();
+    assert_eq!(users.len(), 3);
+
+    // The chat's rows are the rows it had: nothing inserted, deleted or changed but
+    // the seed's columns, which `users` gained and nothing else.
+    let (rows_after, columns_after) = chat_state(store).await;
+    assert_eq!(rows_after, rows);
+    let mut expected = columns.clone();
+    expected.extend(
+        [
+            "last_seen",
+            "last_seen_visibility",
+            "show_last_seen",
+            "status",
+        ]
+        .map(String::from),
+    );
+    expected.sort();
+    assert_eq!(columns_after, expected);
+    let seen: Option<DateTime<Utc>> = match store.postgres_pool() {
+        Some(pool) => sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
+            .bind(alice)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        None => sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
+            .bind(alice.hyphenated())
+            .fetch_one(store.sqlite_pool().unwrap())
+            .await
+            .unwrap(),
     };
-    let [old1, old2] = [Uuid::from_u128(1), Uuid::from_u128(2)];
-    sqlx::query(
-        "CREATE TABLE users (id UUID PRIMARY KEY, username TEXT NOT NULL DEFAULT '', email TEXT)",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO users (id, username, email) VALUES \
-         ($1, 'alice', 'alice@example.com'), ($2, 'bob', 'bob@example.com')",
-    )
-    .bind(old1)
-    .bind(old2)
-    .execute(pool)
-    .await
-    .unwrap();
+    assert_eq!(seen, Some(at(5)), "last_seen is written to users.last_seen");
 
-    store.migrate().await.unwrap();
-    store.migrate().await.unwrap();
+    // A restart reads the same layout back.
+    let again = Store::connect(url).await.unwrap();
+    assert_eq!(again.layout().await.unwrap(), layout);
+    assert_eq!(
+        again.user(alice).await.unwrap().unwrap().last_seen,
+        Some(at(5))
+    );
+    again.close().await;
+}
 
-    for (id, name) in [(old1, "alice"), (old2, "bob")] {
-        assert_eq!(
-            store.user(id).await.unwrap().unwrap(),
-            UserRecord {
-                id,
-                username: Some(name.into()),
-                display_name: None,
-                status: Status::Offline,
-                last_seen: None,
-                privacy: default_privacy(),
-            }
-        );
+// ---------------------------------------------------------------- older versions
+
+/// Runs the migrations an older version ran (kept in `migrations/legacy`), through
+/// sqlx as it did, then writes data the way it did.
+async fn legacy_deployment(store: &Store, chat_users: bool) -> (Uuid, Uuid, Uuid) {
+    let backend = store.backend();
+    if chat_users {
+        let sql = "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL)";
+        execute_script(store, sql, &sql.replace("TEXT PRIMARY", "UUID PRIMARY")).await;
     }
-    // The chat backend's own columns are untouched.
-    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-        .bind(old1)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(email.as_deref(), Some("alice@example.com"));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations/legacy")
+        .join(backend);
+    let migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    match store.postgres_pool() {
+        Some(pool) => migrator.run(pool).await.unwrap(),
+        None => migrator.run(store.sqlite_pool().unwrap()).await.unwrap(),
+    }
+    let (user, contact, conversation) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let email = if chat_users { "email, " } else { "" };
+    let email_value = if chat_users { "'u@example.com', " } else { "" };
+    let data = format!(
+        "INSERT INTO users (id, {email}username, display_name, last_seen) \
+           VALUES ('{user}', {email_value}'ann', 'Ann', '2025-01-29T10:30:00.123Z');
+         INSERT INTO conversation_members (conversation_id, user_id) VALUES ('{conversation}', '{user}');
+         INSERT INTO contacts (user_id, contact_id) VALUES ('{user}', '{contact}');
+         INSERT INTO plugin_active (slot, sha256) VALUES ('typing', 'abc');"
+    );
+    execute_script(store, &data, &data).await;
+    (user, contact, conversation)
+}
 
-    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+async fn older_version_is_adopted(store: &Store, chat_users: bool) {
+    let (user, contact, conversation) = legacy_deployment(store, chat_users).await;
+    let layout = store.migrate().await.unwrap();
+    assert_eq!(layout.owned, !chat_users);
+    store.migrate().await.unwrap();
+    let r = store.user(user).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.username.as_deref(),
+            r.display_name.as_deref(),
+            r.last_seen
+        ),
+        (Some("ann"), Some("Ann"), Some(at(0)))
+    );
+    assert_eq!(store.members(conversation).await.unwrap(), vec![user]);
+    assert_eq!(store.contacts_of(user).await.unwrap(), vec![contact]);
+    assert_eq!(
+        store.active_plugins().await.unwrap(),
+        vec![("typing".to_owned(), "abc".to_owned())]
+    );
+    // The old names and sqlx's bookkeeping are gone; nothing was lost on the way.
+    let leftover = "SELECT COUNT(*) FROM (SELECT 1 FROM conversation_members) t";
+    let gone = match store.postgres_pool() {
+        Some(pool) => sqlx::query_scalar::<_, i64>(leftover)
+            .fetch_one(pool)
+            .await
+            .is_err(),
+        None => sqlx::query_scalar::<_, i64>(leftover)
+            .fetch_one(store.sqlite_pool().unwrap())
+            .await
+            .is_err(),
+    };
+    assert!(gone, "conversation_members was renamed");
+    let sqlx_table = "SELECT COUNT(*) FROM _sqlx_migrations";
+    let kept = match store.postgres_pool() {
+        Some(pool) => sqlx::query_scalar::<_, i64>(sqlx_table)
+            .fetch_one(pool)
+            .await
+            .is_ok(),
+        None => sqlx::query_scalar::<_, i64>(sqlx_table)
+            .fetch_one(store.sqlite_pool().unwrap())
+            .await
+            .is_ok(),
+    };
+    assert!(
+        !kept,
+        "_sqlx_migrations held only presence's entries and is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_older_version_is_adopted_with_its_data() {
+    // Older versions could not run on SQLite beside a chat's own `users`.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    older_version_is_adopted(&store, false).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_older_version_is_adopted_with_its_data() {
+    on_postgres_schema(Setup::Bare, |store, _| {
+        Box::pin(older_version_is_adopted(store, false))
+    })
+    .await;
+    on_postgres_schema(Setup::Bare, |store, _| {
+        Box::pin(older_version_is_adopted(store, true))
+    })
+    .await;
+}
+
+/// The chat's own sqlx migrations are the chat's: presence leaves them alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_backends_own_sqlx_migrations_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let pool = store.sqlite_pool().unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+           installed_on TEXT, success BOOLEAN NOT NULL, checksum BLOB NOT NULL, \
+           execution_time BIGINT NOT NULL);
+         INSERT INTO _sqlx_migrations VALUES (1, 'chat', NULL, 1, x'00', 1);
+         CREATE TABLE conversation_members (conversation_id TEXT, user_id TEXT);",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
         .fetch_one(pool)
         .await
         .unwrap();
-    let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname::text FROM pg_indexes \
-         WHERE schemaname = $1 AND tablename = 'users' AND indexname LIKE 'idx_users_%' \
-         ORDER BY indexname",
+    assert_eq!(kept, 1);
+    // Its `conversation_members` has presence's old shape, but no older presence made it.
+    let chat: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversation_members")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(chat, 0);
+    store.close().await;
+}
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+/// With a schema of its own, presence's tables live there and the chat's schema
+/// gains only the seed's columns on `users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tables_live_in_the_configured_schema() {
+    on_postgres_schema(Setup::Bare, |store, url| Box::pin(own_schema(store, url))).await;
+}
+
+async fn own_schema(store: &Store, url: &str) {
+    let pool = store.postgres_pool().unwrap();
+    sqlx::query(CHAT_USERS_POSTGRES)
+        .execute(pool)
+        .await
+        .unwrap();
+    let chat_schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let own = format!("{chat_schema}_presence");
+    let options = StoreOptions {
+        schema: Some(own.clone()),
+    };
+    let presence = Store::connect_with(url, &options).await.unwrap();
+    assert!(!presence.migrate().await.unwrap().owned);
+    let user = Uuid::new_v4();
+    presence.upsert_profile(user, "ann", "Ann").await.unwrap();
+    presence
+        .replace_contacts(user, &[Uuid::new_v4()])
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+         WHERE table_schema IN ($1, $2) ORDER BY 1",
     )
-    .bind(&schema)
+    .bind(&chat_schema)
+    .bind(&own)
     .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(indexes, ["idx_users_last_seen", "idx_users_status"]);
-
-    // The presence operations work on the shared table, including bare rows and the
-    // chat table's NOT NULL username (filled by its default).
-    store
-        .ensure_user(old1, Some("x"), Some("Alice"))
+    let expected: Vec<String> = [
+        format!("{chat_schema}.users"),
+        format!("{own}.presence_contacts"),
+        format!("{own}.presence_conversation_members"),
+        format!("{own}.presence_meta"),
+        format!("{own}.presence_migrations"),
+        format!("{own}.presence_plugin_active"),
+        format!("{own}.presence_plugin_components"),
+        format!("{own}.presence_users"),
+    ]
+    .into();
+    assert_eq!(tables, expected);
+    presence.close().await;
+    sqlx::query(&format!("DROP SCHEMA {own} CASCADE"))
+        .execute(pool)
         .await
         .unwrap();
-    let r = store.user(old1).await.unwrap().unwrap();
-    assert_eq!(r.username.as_deref(), Some("alice"));
-    assert_eq!(r.display_name.as_deref(), Some("Alice"));
-    let fresh = Uuid::new_v4();
-    store
-        .write_presence(&[
-            (old2, Status::Online, at(0)),
-            (fresh, Status::Offline, at(1)),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.user(old2).await.unwrap().unwrap().status,
-        Status::Online
-    );
-    let bare = store.user(fresh).await.unwrap().unwrap();
-    assert_eq!((bare.username, bare.last_seen), (None, Some(at(1))));
-    let named = store.ensure_user(fresh, Some("carol"), None).await.unwrap();
-    assert_eq!(named.username.as_deref(), Some("carol"));
-    let other = Uuid::new_v4();
-    let no_names = store.ensure_user(other, None, None).await.unwrap();
-    assert_eq!(no_names.username, None);
-}
-
-/// A chat table that refuses bare rows (a NOT NULL column without a default) costs only
-/// the unknown users of a flush, never the known ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_flush_survives_strict_chat_table() {
-    on_postgres_schema(false, |store, url| Box::pin(strict_chat_table(store, url))).await;
-}
-
-async fn strict_chat_table(store: &Store, _url: &str) {
-    let Store::Postgres(pool) = store else {
-        panic!("postgres url gave {}", store.backend());
+    assert!(matches!(
+        Store::connect_with("sqlite::memory:", &options).await,
+        Err(StoreError::BadSchema(_))
+    ));
+    let bad = StoreOptions {
+        schema: Some("x; DROP TABLE users".into()),
     };
-    let known = Uuid::new_v4();
-    sqlx::query("CREATE TABLE users (id UUID PRIMARY KEY, email TEXT NOT NULL)")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO users (id, email) VALUES ($1, 'k@example.com')")
-        .bind(known)
-        .execute(pool)
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let unknown = Uuid::new_v4();
-    store
-        .write_presence(&[
-            (known, Status::Offline, at(3)),
-            (unknown, Status::Offline, at(3)),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.user(known).await.unwrap().unwrap().last_seen,
-        Some(at(3))
-    );
-    assert_eq!(store.user(unknown).await.unwrap(), None);
+    assert!(matches!(
+        Store::connect_with(url, &bad).await,
+        Err(StoreError::BadSchema(_))
+    ));
 }

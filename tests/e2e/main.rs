@@ -1,7 +1,9 @@
 //! End-to-end: the real server on 127.0.0.1:0, real WebSocket and HTTP clients.
 
+mod attach;
 mod bad_input;
 mod containment;
+mod identity;
 mod lifecycle;
 mod outage;
 mod plugins;

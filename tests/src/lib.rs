@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-pub const JWT_SECRET: &str = "test-secret";
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef-0123";
 pub const ADMIN_KEY: &str = "test-admin-key";
 /// Upper bound on waiting for any one expected frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(15);

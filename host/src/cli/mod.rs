@@ -20,7 +20,7 @@ use crate::app::Application;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::policy::Slot;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 #[derive(Parser)]
 #[command(
@@ -137,9 +137,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Command::Migrate => {
-            let store = Store::connect(&config.database_url).await?;
-            store.migrate().await.context("running migrations")?;
-            println!("migrations applied ({})", store.backend());
+            let options = StoreOptions {
+                schema: config.database_schema.clone(),
+            };
+            let store = Store::connect_with(&config.database_url, &options).await?;
+            let layout = store.migrate().await.context("running migrations")?;
+            let users = if layout.owned {
+                "presence owns `users`"
+            } else {
+                "`users` is the chat's: presence added only the seed's columns"
+            };
+            println!("migrations applied ({}; {users})", store.backend());
             Ok(())
         }
         Command::Token { user, name, ttl } => {

@@ -30,6 +30,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         state
             .auth
             .verify_user(token)
+            .await
             .map(CurrentUser)
             .map_err(|_| ApiError::Unauthorized)
     }

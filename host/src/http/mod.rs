@@ -94,11 +94,18 @@ async fn metrics(State(state): State<AppState>, _: extract::Admin) -> impl IntoR
     )
 }
 
-/// 200 while the database answers, 503 otherwise.
+/// 200 while the node can serve: the database answers, Redis too in a
+/// cluster, and the identity provider's keys have been fetched.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.presence.store().ping().await {
         tracing::warn!(error = %e, "health check: database unreachable");
-        return ApiError::Unavailable.into_response();
+        return ApiError::Unavailable("the database is unreachable").into_response();
+    }
+    if !state.auth.is_ready() {
+        return ApiError::Unavailable(
+            "no key set fetched from the identity provider yet (PRESENCE_JWT_JWKS_URL)",
+        )
+        .into_response();
     }
     match &state.presence.cluster {
         None => (StatusCode::OK, ok(serde_json::json!({"database": "ok"}))).into_response(),
@@ -109,7 +116,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             .into_response(),
         Some(_) => {
             tracing::warn!("health check: Redis unreachable");
-            ApiError::Unavailable.into_response()
+            ApiError::Unavailable("Redis is unreachable").into_response()
         }
     }
 }

@@ -38,7 +38,11 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
         .get("token")
         .map(String::as_str)
         .or_else(|| bearer(req.headers()));
-    let Some(user) = token.and_then(|t| state.auth.verify_user(t).ok()) else {
+    let user = match token {
+        Some(t) => state.auth.verify_user(t).await.ok(),
+        None => None,
+    };
+    let Some(user) = user else {
         return ApiError::Unauthorized.into_response();
     };
     let locale: Arc<str> = query
@@ -60,6 +64,7 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
             tcp,
             parts.read_buf,
             state.presence,
+            state.auth,
             user,
             locale,
             state.shutdown,

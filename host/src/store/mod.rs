@@ -1,32 +1,36 @@
 //! Persistent storage: the one place that talks SQL.
 //!
-//! Owns the `users` presence columns (profile names, stored status, `last_seen`, privacy
-//! settings), conversation membership and contact lists, on either backend:
-//! SQLite (`sqlite://path`, the single-node default) or PostgreSQL (`postgres://…`, the
-//! cluster setup, possibly the chat backend's own database). The schema lives in
-//! `migrations/sqlite` and `migrations/postgres` and is embedded into the binary.
+//! Presence keeps, on either backend — SQLite (`sqlite://path`, the single-node
+//! default) or PostgreSQL (`postgres://…`, the cluster setup, often the chat
+//! backend's own database) — each user's stored status, `last_seen`, privacy
+//! settings and profile names, conversation membership, contact lists and the
+//! cluster's plugins.
 //!
-//! Not stored here, ever: typing state and live connection state. `last_seen` and status
-//! arrive written-behind in batches through [`Store::write_presence`], which never moves
-//! a stored `last_seen` backwards.
+//! The `users` table may belong to the chat backend ([`Layout`]). Presence then
+//! adds only the seed's columns to it, writes only those columns of rows that
+//! exist, and never inserts or deletes there; profile names and everything about
+//! users the chat's table lacks live in `presence_users`. When presence created
+//! `users` itself, it owns it and keeps every user there. Every other table of
+//! presence's is `presence_`-prefixed (or in `PRESENCE_DATABASE_SCHEMA`): a chat's
+//! own `conversation_members`, `contacts` or any other table is never touched.
+//! `schema` runs the migrations and adopts deployments of older versions.
 //!
-//! Membership and contacts have no foreign key to `users`: the chat backend may sync them
-//! before the profiles. Input id lists may contain duplicates; they are deduplicated.
-//! Lists of ids come back sorted ascending.
+//! Not stored here, ever: typing state and live connection state. `last_seen` and
+//! status arrive written-behind in batches through [`Store::write_presence`], which
+//! never moves a stored `last_seen` backwards.
+//!
+//! Membership and contacts have no foreign key to `users`: the chat backend may sync
+//! them before the profiles. Input id lists may contain duplicates; they are
+//! deduplicated. Lists of ids come back sorted ascending.
 //!
 //! A statement both backends run alike is said once (`sql`) and run by one body
 //! typed for each backend (`on_backend!`); `sqlite` and `postgres` hold only the
 //! statements that differ between them.
 
-mod postgres;
-mod sql;
-mod sqlite;
-
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use uuid::Uuid;
 
 use crate::config::redact_url;
@@ -34,54 +38,97 @@ use crate::model::{PrivacySettings, Status, Visibility};
 
 /// Runs `$body` on whichever pool the store has, with `Id` naming how that
 /// backend stores an id (PostgreSQL's `uuid`, SQLite's hyphenated text) and
-/// `backend` its module (how it reads a user row): one body for both, typed
-/// once per backend.
+/// `backend` its module (for what differs): one body for both, typed once per
+/// backend.
 macro_rules! on_backend {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => {
                 #[allow(dead_code, unused_imports)]
-                use sqlite as backend;
+                use $crate::store::sqlite as backend;
                 #[allow(dead_code)]
                 type Id = uuid::fmt::Hyphenated;
                 $body
             }
-            Store::Postgres($pool) => {
+            $crate::store::Pool::Postgres($pool) => {
                 #[allow(dead_code, unused_imports)]
-                use postgres as backend;
+                use $crate::store::postgres as backend;
                 #[allow(dead_code)]
-                type Id = Uuid;
+                type Id = uuid::Uuid;
                 $body
             }
         }
     };
 }
-
 /// Calls the backend's own version of a statement that differs between them.
 macro_rules! dispatch {
     ($store:expr, $f:ident($($arg:expr),*)) => {
-        match $store {
-            Store::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
-            Store::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+        match &$store.pool {
+            Pool::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+            Pool::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
         }
     };
 }
 
-/// A connection pool on one of the supported backends. Cheap to clone.
+mod postgres;
+mod schema;
+mod sql;
+mod sqlite;
+
+/// A connection pool on one of the supported backends, and what the migrations
+/// found of the database. Cheap to clone.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    /// Set by [`Store::migrate`], or read back from the database on first use.
+    layout: Arc<OnceLock<Layout>>,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+}
+
+/// Where presence keeps what it knows of a user, decided when the schema is
+/// migrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Presence created `users` and keeps every user there; otherwise `users`
+    /// is the chat backend's and presence writes only the seed's columns of
+    /// its rows.
+    pub owned: bool,
+    /// The chat's `users` has a `username` column: read when presence has no
+    /// name of its own for the user.
+    pub chat_username: bool,
+    /// Likewise `display_name`.
+    pub chat_display_name: bool,
+}
+
+impl Layout {
+    /// The table presence writes profile names to, and every user `users`
+    /// has no row for.
+    fn own_table(self) -> &'static str {
+        if self.owned {
+            "users"
+        } else {
+            "presence_users"
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database url: {0}")]
     UnsupportedUrl(String),
+    #[error(
+        "PRESENCE_DATABASE_SCHEMA {0:?}: use lowercase letters, digits and '_', starting with a letter (PostgreSQL only)"
+    )]
+    BadSchema(String),
+    #[error("the database has not been migrated: run `presence migrate`")]
+    NotMigrated,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -100,19 +147,19 @@ pub struct Edge {
 impl Edge {
     /// user → their contacts
     pub const CONTACTS: Edge = Edge {
-        table: "contacts",
+        table: "presence_contacts",
         key: "user_id",
         value: "contact_id",
     };
     /// user → their conversations
     pub const CONVERSATIONS: Edge = Edge {
-        table: "conversation_members",
+        table: "presence_conversation_members",
         key: "user_id",
         value: "conversation_id",
     };
     /// conversation → its members
     pub const MEMBERS: Edge = Edge {
-        table: "conversation_members",
+        table: "presence_conversation_members",
         key: "conversation_id",
         value: "user_id",
     };
@@ -133,11 +180,11 @@ impl Relations {
     pub const CONVERSATIONS: i32 = 2;
 }
 
-/// One row of `users` as the rest of the host sees it.
+/// What presence knows of one user, as the rest of the host sees it.
 ///
-/// Read defensively, since on PostgreSQL the table may belong to the chat backend:
-/// a NULL or unknown status reads as offline, a NULL `show_last_seen` as true, an empty
-/// name as `None`, and an unrecognised visibility as `nobody` (fail closed).
+/// Read defensively, since the `users` table may belong to the chat backend: a
+/// NULL or unknown status reads as offline, a NULL `show_last_seen` as true, an
+/// empty name as `None`, and an unrecognised visibility as `nobody` (fail closed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
     pub id: Uuid,
@@ -148,9 +195,9 @@ pub struct UserRecord {
     pub privacy: PrivacySettings,
 }
 
-/// A `users` row as either backend returns it (`I`: how it stores ids).
+/// A user as either backend returns it (`I`: how it stores ids).
 #[derive(sqlx::FromRow)]
-pub(super) struct UserRow<I> {
+struct UserRow<I> {
     id: I,
     username: Option<String>,
     display_name: Option<String>,
@@ -176,68 +223,80 @@ impl<I: Into<Uuid>> From<UserRow<I>> for UserRecord {
     }
 }
 
-/// How many SQLite connections a file database gets (WAL: many readers, one writer).
-const SQLITE_MAX_CONNECTIONS: u32 = 4;
-/// How many PostgreSQL connections one node keeps at most.
-const POSTGRES_MAX_CONNECTIONS: u32 = 10;
-/// How long a SQLite writer waits for the lock before failing with SQLITE_BUSY.
-const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How presence's own tables are kept apart from the chat's.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// PostgreSQL only: presence's own tables live in this schema (created if
+    /// missing); `users` is still found through the connection's search path.
+    pub schema: Option<String>,
+}
 
 impl Store {
     /// `sqlite://path` (file created if missing, WAL, foreign keys on) or `sqlite::memory:`,
     /// or `postgres://…`/`postgresql://…`.
     pub async fn connect(url: &str) -> Result<Store> {
-        if url.starts_with("sqlite:") {
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let mut options: SqliteConnectOptions = url.parse()?;
-            options = options.foreign_keys(true).busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = if in_memory {
-                // One connection that never closes: the database lives as long as it does.
-                SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(options)
-                    .await?
-            } else {
-                options = options
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal);
-                SqlitePoolOptions::new()
-                    .max_connections(SQLITE_MAX_CONNECTIONS)
-                    .connect_with(options)
-                    .await?
-            };
-            Ok(Store::Sqlite(pool))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options: PgConnectOptions = url.parse()?;
-            let pool = PgPoolOptions::new()
-                .max_connections(POSTGRES_MAX_CONNECTIONS)
-                .connect_with(options)
-                .await?;
-            Ok(Store::Postgres(pool))
-        } else {
-            Err(StoreError::UnsupportedUrl(redact_url(url)))
-        }
+        Self::connect_with(url, &StoreOptions::default()).await
     }
 
-    /// Runs the embedded migrations for the backend: `migrations/sqlite` or
-    /// `migrations/postgres`. Idempotent.
-    pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Store::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await?,
-            Store::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await?,
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store> {
+        let pool = if url.starts_with("sqlite:") {
+            if let Some(schema) = &options.schema {
+                return Err(StoreError::BadSchema(schema.clone()));
+            }
+            Pool::Sqlite(sqlite::connect(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pool::Postgres(postgres::connect(url, options.schema.as_deref()).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Store {
+            pool,
+            layout: Arc::default(),
+        })
+    }
+
+    /// Brings the schema up to date (idempotent; concurrent nodes take turns):
+    /// `users` created or given the seed's columns, presence's own tables, and
+    /// a deployment of an older version adopted with its data. Returns what it
+    /// found.
+    pub async fn migrate(&self) -> Result<Layout> {
+        let layout = schema::migrate(self).await?;
+        let _ = self.layout.set(layout);
+        Ok(layout)
+    }
+
+    /// Where presence keeps users in this database.
+    pub async fn layout(&self) -> Result<Layout> {
+        if let Some(layout) = self.layout.get() {
+            return Ok(*layout);
         }
-        Ok(())
+        let layout = schema::read_layout(self)
+            .await?
+            .ok_or(StoreError::NotMigrated)?;
+        Ok(*self.layout.get_or_init(|| layout))
     }
 
     /// `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The PostgreSQL pool, for tests and tools that look at the database itself.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite pool, likewise.
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            Pool::Postgres(_) => None,
         }
     }
 
@@ -289,13 +348,7 @@ impl Store {
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRecord>> {
-        on_backend!(self, pool => {
-            let row: Option<UserRow<Id>> = sqlx::query_as(&sql::user(backend::USER_COLUMNS))
-                .bind(Id::from(id))
-                .fetch_optional(pool)
-                .await?;
-            Ok(row.map(UserRecord::from))
-        })
+        Ok(self.users(&[id]).await?.pop())
     }
 
     /// The known users among `ids`, any order; unknown ids omitted, duplicates once.
@@ -304,44 +357,65 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        dispatch!(self, users(&ids))
+        let layout = self.layout().await?;
+        dispatch!(self, users(layout, &ids))
     }
 
-    /// Inserts the user if missing with these names. An existing row keeps its names,
-    /// except that a NULL (or empty) username / display name is filled in. Returns the row.
+    /// Makes the user known if they are not, with these names. Names already
+    /// known are kept; a missing one is filled in. Returns the user.
     pub async fn ensure_user(
         &self,
         id: Uuid,
         username: Option<&str>,
         display_name: Option<&str>,
     ) -> Result<UserRecord> {
-        if let Some(existing) = self.user(id).await? {
-            let fills_username = existing.username.is_none() && username.is_some();
-            let fills_display = existing.display_name.is_none() && display_name.is_some();
-            if !fills_username && !fills_display {
-                return Ok(existing);
-            }
+        let existing = self.user(id).await?;
+        // Only what is missing: a name the chat's table has stays the name.
+        let (username, display_name) = match &existing {
+            Some(e) => (
+                username.filter(|_| e.username.is_none()),
+                display_name.filter(|_| e.display_name.is_none()),
+            ),
+            None => (username, display_name),
+        };
+        if let Some(e) = existing
+            && username.is_none()
+            && display_name.is_none()
+        {
+            return Ok(e);
         }
-        dispatch!(self, ensure_user(id, username, display_name))
+        let own = self.layout().await?.own_table();
+        on_backend!(self, pool => sqlx::query(&sql::ensure_user(own))
+            .bind(Id::from(id))
+            .bind(username)
+            .bind(display_name)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        self.user(id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
     /// Admin profile create-or-update: sets username and display_name, keeps everything
-    /// else. Returns the row.
+    /// else. Returns the user.
     pub async fn upsert_profile(
         &self,
         id: Uuid,
         username: &str,
         display_name: &str,
     ) -> Result<UserRecord> {
-        on_backend!(self, pool => {
-            let row: UserRow<Id> = sqlx::query_as(&sql::upsert_profile(backend::USER_COLUMNS))
-                .bind(Id::from(id))
-                .bind(username)
-                .bind(display_name)
-                .fetch_one(pool)
-                .await?;
-            Ok(row.into())
-        })
+        let own = self.layout().await?.own_table();
+        on_backend!(self, pool => sqlx::query(&sql::upsert_profile(own))
+            .bind(Id::from(id))
+            .bind(username)
+            .bind(display_name)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        self.user(id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 
     /// Updates the given privacy fields; `None` = unchanged. `Ok(None)` if the user does
@@ -352,36 +426,47 @@ impl Store {
         show_last_seen: Option<bool>,
         visibility: Option<Visibility>,
     ) -> Result<Option<UserRecord>> {
-        on_backend!(self, pool => {
-            let row: Option<UserRow<Id>> = sqlx::query_as(&sql::set_privacy(backend::USER_COLUMNS))
+        // The chat's row if there is one, else presence's own.
+        for table in ["users", "presence_users"] {
+            let changed = on_backend!(self, pool => sqlx::query(&sql::set_privacy(table))
                 .bind(Id::from(id))
                 .bind(show_last_seen)
                 .bind(visibility.map(Visibility::as_str))
-                .fetch_optional(pool)
-                .await?;
-            Ok(row.map(UserRecord::from))
-        })
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()))?;
+            if changed > 0 {
+                return self.user(id).await;
+            }
+        }
+        Ok(None)
     }
 
-    /// Write-behind flush: sets status and last_seen for every entry in one transaction.
-    /// An unknown user id is inserted as a bare row so its last_seen is not lost. A stored
-    /// `last_seen` never moves backwards (the greater of stored and new is kept). When an
-    /// id appears several times, its last entry's status and its greatest time win.
+    /// Write-behind flush: sets status and last_seen for every entry in one transaction,
+    /// in `users` where it has the user and in presence's own table otherwise, so an
+    /// unknown user's last_seen is not lost. A stored `last_seen` never moves backwards
+    /// (the greater of stored and new is kept). When an id appears several times, its
+    /// last entry's status and its greatest time win.
     pub async fn write_presence(&self, entries: &[(Uuid, Status, DateTime<Utc>)]) -> Result<()> {
         let entries = merge_presence(entries);
         if entries.is_empty() {
             return Ok(());
         }
-        dispatch!(self, write_presence(&entries))
+        let own = self.layout().await?.own_table();
+        dispatch!(self, write_presence(own, &entries))
     }
 
     /// Marks every user whose stored status is online or away as offline (single-node
     /// start after a crash). Returns how many rows changed.
     pub async fn reset_statuses(&self) -> Result<u64> {
-        Ok(on_backend!(self, pool => sqlx::query(sql::RESET_STATUSES)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?)
+        let mut changed = 0;
+        for table in ["users", "presence_users"] {
+            changed += on_backend!(self, pool => sqlx::query(&sql::reset_statuses(table))
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()))?;
+        }
+        Ok(changed)
     }
 
     /// The members of a conversation, sorted ascending.

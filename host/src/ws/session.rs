@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -14,16 +15,20 @@ use tokio_util::sync::CancellationToken;
 use super::CloseCode;
 use super::frame::{self, Incoming, Violation};
 use super::socket::{Read, ReadError, Socket};
-use crate::auth;
+use crate::auth::{self, Auth};
 use crate::metrics::METRICS;
 use crate::presence::registry::{Outbox, SessionHandle};
 use crate::presence::{Presence, Refusal};
-use crate::protocol::{ClientEvent, Frame, error_frame, pong_frame};
+use crate::protocol::{AuthOk, ClientEvent, Frame, error_frame, frame, pong_frame};
 
 /// How long a closing session may take to send what is queued.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most a token is taken to last, whatever its `exp` says.
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Closes a connection whose token ran out without a renewal.
+pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::Library(4001);
 
 /// How a session ends.
 enum End {
@@ -46,6 +51,7 @@ pub async fn run(
     tcp: TcpStream,
     early: Bytes,
     presence: Arc<Presence>,
+    auth: Arc<Auth>,
     user: auth::User,
     locale: Arc<str>,
     shutdown: CancellationToken,
@@ -64,13 +70,17 @@ pub async fn run(
     };
     // The connect, message and close paths are boxed: a task's future is as
     // large as its largest state, and only the idle wait should stay resident.
-    let end = match Box::pin(presence.connect(&user, handle.clone())).await {
+    let connected = Box::pin(presence.connect(&user, handle.clone())).await;
+    let (user, expires) = (user.id, token_deadline(user.expires_at, auth.leeway()));
+    let end = match connected {
         Ok((_, ready)) => {
             socket.send_text(ready);
             let heartbeat = presence.policies.status_config().heartbeat_interval;
             let mut reader = Reader {
                 presence: &presence,
-                user: user.id,
+                auth: &auth,
+                user,
+                expires,
                 handle: &handle,
                 socket: &mut socket,
                 bucket: TokenBucket::new(limits.frames_per_sec, limits.frame_burst),
@@ -83,11 +93,11 @@ pub async fn run(
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, user = %user.id, "connect failed");
+            tracing::error!(error = %e, %user, "connect failed");
             End::Close(CloseCode::Error, "internal error")
         }
     };
-    presence.disconnect(user.id, handle.id);
+    presence.disconnect(user, handle.id);
     out.close();
     Box::pin(finish(socket, &out, end)).await;
 }
@@ -134,9 +144,19 @@ async fn flush(socket: &mut Socket) -> io::Result<()> {
     Ok(())
 }
 
+/// When a token that expires at `exp` stops being good enough: `exp` plus
+/// the leeway, from now (far-future tokens are capped).
+fn token_deadline(exp: DateTime<Utc>, leeway: Duration) -> Instant {
+    let left = (exp - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Instant::now() + (left + leeway).min(MAX_TOKEN_LIFE)
+}
+
 struct Reader<'a> {
     presence: &'a Arc<Presence>,
+    auth: &'a Auth,
     user: uuid::Uuid,
+    /// The connection's token runs out here, unless the client renews it.
+    expires: Instant,
     /// Replies go through the session's own handle: a full queue drops the
     /// connection, as for any other frame.
     handle: &'a SessionHandle,
@@ -161,7 +181,7 @@ impl Reader<'_> {
         // One timer for both: it wakes at the next ping or when the silence
         // limit would run out, whichever is first (once per interval for a
         // live peer).
-        let tick = tokio::time::sleep_until(next_ping);
+        let tick = tokio::time::sleep_until(next_ping.min(self.expires));
         tokio::pin!(tick);
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
@@ -201,8 +221,14 @@ impl Reader<'_> {
                         last_heard = Instant::now();
                     }
                     // What came before a violation or the end still counts.
+                    let expires = self.expires;
                     if let Some(end) = Box::pin(self.handle(incoming)).await {
                         return end;
+                    }
+                    if self.expires < expires {
+                        // A renewal with an earlier expiry.
+                        let at = self.expires.min(tick.deadline());
+                        tick.as_mut().reset(at);
                     }
                     match read {
                         Ok(Read::Eof) | Err(ReadError::Io) => return End::Gone,
@@ -212,6 +238,14 @@ impl Reader<'_> {
                 }
                 _ = &mut tick => {
                     let now = Instant::now();
+                    if now >= self.expires {
+                        self.send(error_frame(
+                            "token_expired",
+                            "the token expired; connect again with a fresh one",
+                            None,
+                        ));
+                        return End::Close(CLOSE_TOKEN_EXPIRED, "token expired");
+                    }
                     if now.duration_since(last_heard) >= silence_limit {
                         return End::Close(CloseCode::Away, "heartbeat timeout");
                     }
@@ -219,7 +253,8 @@ impl Reader<'_> {
                         self.socket.send_ping();
                         next_ping = now + heartbeat;
                     }
-                    tick.as_mut().reset(next_ping.min(last_heard + silence_limit));
+                    tick.as_mut()
+                        .reset(next_ping.min(last_heard + silence_limit).min(self.expires));
                 }
             }
         }
@@ -276,6 +311,10 @@ impl Reader<'_> {
 
     async fn on_text(&mut self, text: &str) {
         match ClientEvent::parse(text) {
+            Ok(ClientEvent::Auth { token }) => {
+                METRICS.event_in("auth");
+                self.renew(&token).await;
+            }
             Ok(event) => {
                 METRICS.event_in(event.kind());
                 if let Err(refusal) = self.apply(&event).await {
@@ -321,6 +360,26 @@ impl Reader<'_> {
                 self.send(pong_frame());
                 Ok(())
             }
+            ClientEvent::Auth { .. } => unreachable!("handled by renew"),
+        }
+    }
+
+    /// A client renews the connection's token: the same user's valid token
+    /// extends it; any other keeps the old one.
+    async fn renew(&mut self, token: &str) {
+        let refused = |code, message| error_frame(code, message, Some("auth"));
+        match self.auth.verify_user(token).await {
+            Ok(user) if user.id == self.user => {
+                self.expires = token_deadline(user.expires_at, self.auth.leeway());
+                self.send(frame(
+                    "auth_ok",
+                    AuthOk {
+                        expires_at: user.expires_at,
+                    },
+                ));
+            }
+            Ok(_) => self.send(refused("forbidden", "the token is for another user")),
+            Err(_) => self.send(refused("unauthorized", "the token is not valid")),
         }
     }
 

@@ -44,7 +44,7 @@
 //! ```sh
 //! cargo build --release -p presence -p presence-bench
 //! ulimit -n 20000            # in the shell of the server and of the generator
-//! export PRESENCE_ADMIN_KEY=bench-admin-key PRESENCE_JWT_SECRET=bench-jwt-secret
+//! export PRESENCE_ADMIN_KEY=bench-admin-key PRESENCE_JWT_SECRET=bench-jwt-secret-0123456789abcdef
 //! rm -rf /tmp/presence-bench && mkdir -p /tmp/presence-bench
 //! PRESENCE_DATABASE_URL=sqlite:///tmp/presence-bench/presence.db \
 //! PRESENCE_DATA_DIR=/tmp/presence-bench/data RUST_LOG=warn \
