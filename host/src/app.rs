@@ -23,6 +23,7 @@ use crate::policy::{Policies, PolicyConfig};
 use crate::presence::plugins::follow_plugin;
 use crate::presence::{Presence, PresenceTasks};
 use crate::store::{Store, StoreOptions};
+use crate::webhook::{WebhookTasks, Webhooks};
 
 /// Compiled plugins are cached under the data directory here.
 pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
@@ -41,6 +42,8 @@ pub struct Application {
     plugin_dir: Option<PathBuf>,
     /// Keeps the identity provider's key set fresh, when there is one.
     jwks_task: Option<JoinHandle<()>>,
+    /// Sends status transitions to the chat backend, when it asked for them.
+    webhook_tasks: Option<WebhookTasks>,
 }
 
 impl Application {
@@ -86,7 +89,16 @@ impl Application {
                 }
             }
         }
-        let (presence, tasks) = Presence::start(store, policies, config.limits.clone(), cluster);
+        let webhook = config.webhook()?;
+        let (webhooks, webhook_tasks) = match webhook {
+            Some(w) => {
+                let (hooks, tasks) = Webhooks::start(w, store.clone());
+                (Some(hooks), Some(tasks))
+            }
+            None => (None, None),
+        };
+        let (presence, tasks) =
+            Presence::start(store, policies, config.limits.clone(), cluster, webhooks);
         if let Some(c) = &presence.cluster
             && !c.wait_up(CLUSTER_JOIN_TIMEOUT).await
         {
@@ -114,6 +126,7 @@ impl Application {
             sessions,
             plugin_dir: config.plugin_dir,
             jwks_task,
+            webhook_tasks,
         })
     }
 
@@ -140,6 +153,7 @@ impl Application {
             sessions,
             plugin_dir,
             jwks_task,
+            webhook_tasks,
         } = self;
         let addr = listener.local_addr()?;
         let cancel = state.shutdown.clone();
@@ -164,6 +178,10 @@ impl Application {
             tracing::warn!("sessions still open after the drain timeout");
         }
         tasks.shutdown(&presence).await;
+        // After presence: its last transitions (everyone offline) are queued.
+        if let Some(w) = webhook_tasks {
+            w.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -54,6 +54,10 @@ pub struct Config {
     pub plugin_dir: Option<PathBuf>,
     /// Holds generated secrets (mode 0600).
     pub data_dir: PathBuf,
+    /// The chat backend's endpoint for status transitions; unset, none are sent.
+    pub webhook_url: Option<String>,
+    /// Signs every webhook request (required with `webhook_url`).
+    pub webhook_secret: Option<String>,
     pub limits: Limits,
 }
 
@@ -141,6 +145,8 @@ impl Default for Config {
             admin_key: None,
             plugin_dir: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            webhook_url: None,
+            webhook_secret: None,
             limits: Limits::default(),
         }
     }
@@ -234,6 +240,12 @@ impl Config {
         if let Some(v) = get("PRESENCE_DATA_DIR") {
             self.data_dir = v.into();
         }
+        if let Some(v) = get("PRESENCE_WEBHOOK_URL") {
+            self.webhook_url = Some(v);
+        }
+        if let Some(v) = env("PRESENCE_WEBHOOK_SECRET") {
+            self.webhook_secret = Some(v);
+        }
         if let Some(v) = get("PRESENCE_MAX_FRAME_BYTES") {
             self.limits.max_frame_bytes = v.parse().context("PRESENCE_MAX_FRAME_BYTES")?;
         }
@@ -243,9 +255,42 @@ impl Config {
         Ok(())
     }
 
+    /// Where webhooks go and how they are signed; `None` when unset, an
+    /// error when half set.
+    pub fn webhook(&self) -> anyhow::Result<Option<WebhookConfig>> {
+        let Some(url) = &self.webhook_url else {
+            if self.webhook_secret.is_some() {
+                anyhow::bail!(
+                    "PRESENCE_WEBHOOK_SECRET (webhook_secret) is set but PRESENCE_WEBHOOK_URL is not"
+                );
+            }
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("PRESENCE_WEBHOOK_URL (webhook_url) {url:?} is not an http(s) URL");
+        }
+        match self.webhook_secret.as_deref() {
+            None | Some("") => anyhow::bail!(
+                "PRESENCE_WEBHOOK_SECRET (webhook_secret) is required with PRESENCE_WEBHOOK_URL"
+            ),
+            Some(secret) => Ok(Some(WebhookConfig {
+                url: url.clone(),
+                secret: secret.to_owned(),
+            })),
+        }
+    }
+
     pub fn plugin_call_deadline(&self) -> Duration {
         Duration::from_millis(self.limits.plugin_call_deadline_ms)
     }
+}
+
+/// Where webhooks go, and how they are signed.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs every request; the receiver checks it.
+    pub secret: String,
 }
 
 /// A node id goes into Redis keys, hash field names (where `_` starts the
@@ -278,6 +323,58 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_needs_both_an_http_url_and_a_secret() {
+        let with = |url: Option<&str>, secret: Option<&str>| Config {
+            webhook_url: url.map(str::to_owned),
+            webhook_secret: secret.map(str::to_owned),
+            ..Config::default()
+        };
+        assert!(with(None, None).webhook().unwrap().is_none());
+        let w = with(Some("https://chat/hooks"), Some("s"))
+            .webhook()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (w.url.as_str(), w.secret.as_str()),
+            ("https://chat/hooks", "s")
+        );
+        for (url, secret) in [
+            (Some("https://chat/hooks"), None),
+            (Some("https://chat/hooks"), Some("")),
+            (None, Some("s")),
+            (Some("ftp://chat"), Some("s")),
+        ] {
+            let err = with(url, secret).webhook().unwrap_err().to_string();
+            assert!(err.contains("PRESENCE_WEBHOOK"), "{err}");
+        }
+    }
+
+    #[test]
+    fn identity_settings_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "PRESENCE_JWT_AUDIENCE" => Some("web, api".to_owned()),
+            "PRESENCE_JWT_ISSUER" => Some("https://idp".to_owned()),
+            "PRESENCE_JWT_LEEWAY_SECS" => Some("5".to_owned()),
+            "PRESENCE_JWT_USER_CLAIM" => Some("uid".to_owned()),
+            "PRESENCE_JWT_JWKS_URL" => Some("https://idp/jwks".to_owned()),
+            "PRESENCE_DATABASE_SCHEMA" => Some("presence".to_owned()),
+            "PRESENCE_JWT_SECRET" => Some(String::new()),
+            _ => None,
+        };
+        let c = Config::load_from(None, env).unwrap();
+        assert_eq!(c.jwt_audience, ["web", "api"]);
+        assert_eq!(c.jwt_issuer.as_deref(), Some("https://idp"));
+        assert_eq!((c.jwt_leeway_secs, c.jwt_user_claim.as_str()), (5, "uid"));
+        assert_eq!(c.jwt_jwks_url.as_deref(), Some("https://idp/jwks"));
+        assert_eq!(c.database_schema.as_deref(), Some("presence"));
+        assert_eq!(
+            c.jwt_secret.as_deref(),
+            Some(""),
+            "an empty secret is kept, to be refused"
+        );
+    }
 
     #[test]
     fn urls_are_logged_without_their_password() {

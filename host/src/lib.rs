@@ -21,6 +21,8 @@
 //! - [`cluster`]: Redis fan-out, leases and live presence, beneath presence;
 //!   what arrives goes up as events.
 //! - [`policy`]: the wasmtime engine and the typing/status/privacy slots.
+//! - [`webhook`]: status transitions POSTed to the chat backend, from an
+//!   outbox in the store.
 //! - [`store`]: SQLite or PostgreSQL through sqlx.
 //! - [`model`]: domain types shared by every layer; [`metrics`].
 //! - [`cli`]: the command line around the server.
@@ -38,4 +40,5 @@ pub mod policy;
 pub mod presence;
 pub mod protocol;
 pub mod store;
+pub mod webhook;
 pub mod ws;

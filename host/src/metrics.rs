@@ -105,6 +105,18 @@ pub struct Metrics {
     pub cluster_received: [AtomicU64; ClusterKind::NAMES.len()],
     /// Cluster messages dropped: Redis down or the outbox full.
     pub cluster_dropped: AtomicU64,
+    /// Webhook events waiting in the outbox, as last counted.
+    pub webhook_backlog: AtomicU64,
+    /// Webhook events the receiver took (2xx).
+    pub webhook_delivered: AtomicU64,
+    /// Webhook POSTs that failed (any other answer, or none in time).
+    pub webhook_failures: AtomicU64,
+    /// Webhook POSTs that sent events a second time or later.
+    pub webhook_retries: AtomicU64,
+    /// Transitions dropped because the outbox was at its bound.
+    pub webhook_dropped: AtomicU64,
+    /// From a transition written to the outbox to the receiver's 2xx.
+    pub webhook_latency: Histogram,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -119,6 +131,12 @@ pub static METRICS: Metrics = Metrics {
     cluster_published: [const { AtomicU64::new(0) }; ClusterKind::NAMES.len()],
     cluster_received: [const { AtomicU64::new(0) }; ClusterKind::NAMES.len()],
     cluster_dropped: AtomicU64::new(0),
+    webhook_backlog: AtomicU64::new(0),
+    webhook_delivered: AtomicU64::new(0),
+    webhook_failures: AtomicU64::new(0),
+    webhook_retries: AtomicU64::new(0),
+    webhook_dropped: AtomicU64::new(0),
+    webhook_latency: Histogram::new(),
 };
 
 impl Metrics {
@@ -212,6 +230,41 @@ impl Metrics {
             "presence_last_seen_flush_failures_total",
             "Flushes that failed and were retried.",
             self.flush_failures.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "presence_webhook_backlog",
+            "Webhook events waiting in the outbox.",
+            self.webhook_backlog.load(Ordering::Relaxed) as f64,
+        );
+        for (name, help, value) in [
+            (
+                "presence_webhook_delivered_total",
+                "Webhook events the receiver took.",
+                &self.webhook_delivered,
+            ),
+            (
+                "presence_webhook_failures_total",
+                "Webhook POSTs that failed and will be retried.",
+                &self.webhook_failures,
+            ),
+            (
+                "presence_webhook_retries_total",
+                "Webhook POSTs that sent events again.",
+                &self.webhook_retries,
+            ),
+            (
+                "presence_webhook_dropped_total",
+                "Transitions dropped because the webhook outbox was full.",
+                &self.webhook_dropped,
+            ),
+        ] {
+            counter(&mut out, name, help, value.load(Ordering::Relaxed));
+        }
+        self.webhook_latency.render(
+            &mut out,
+            "presence_webhook_delivery_seconds",
+            "From a transition written to the outbox to the receiver's 2xx.",
         );
 
         if let Some(up) = cluster_up {

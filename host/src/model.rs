@@ -115,3 +115,14 @@ pub struct StatusChange {
     /// For away: the last activity; for offline: the last disconnect.
     pub last_seen: Option<DateTime<Utc>>,
 }
+
+/// A user's status changed for everyone (across every node): what the chat
+/// backend hears of through its webhook.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    pub user: Uuid,
+    pub status: Status,
+    pub at: DateTime<Utc>,
+    /// For away: the last activity; for offline: when they left; none for online.
+    pub last_seen: Option<DateTime<Utc>>,
+}

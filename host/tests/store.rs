@@ -747,6 +747,7 @@ async fn sqlite_file_layout() {
             "idx_presence_contacts_contact",
             "idx_presence_conversation_members_user",
             "idx_presence_users_status",
+            "idx_presence_webhook_outbox_user",
             "idx_users_last_seen",
             "idx_users_status"
         ]
@@ -1153,6 +1154,7 @@ async fn own_schema(store: &Store, url: &str) {
         format!("{own}.presence_plugin_active"),
         format!("{own}.presence_plugin_components"),
         format!("{own}.presence_users"),
+        format!("{own}.presence_webhook_outbox"),
     ]
     .into();
     assert_eq!(tables, expected);

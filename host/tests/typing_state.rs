@@ -22,7 +22,7 @@ async fn a_million_start_stop_cycles_leave_nothing_behind() {
     let store = Store::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
     let policies = Arc::new(Policies::load(&PolicyConfig::default()).unwrap());
-    let (p, tasks) = Presence::start(store, policies, Limits::default(), None);
+    let (p, tasks) = Presence::start(store, policies, Limits::default(), None, None);
     // From here on the clock is virtual; the database is never needed again.
     tokio::time::pause();
 

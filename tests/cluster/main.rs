@@ -10,6 +10,7 @@ mod plugins;
 mod redis_outage;
 mod status;
 mod typing;
+mod webhooks;
 
 use std::time::{Duration, Instant};
 

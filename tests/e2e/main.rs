@@ -11,3 +11,4 @@ mod rest;
 mod status;
 mod timings;
 mod typing;
+mod webhooks;

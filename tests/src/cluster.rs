@@ -58,6 +58,8 @@ pub struct Options {
     pub lease_ms: u64,
     /// `PRESENCE_CLUSTER_HEARTBEAT_MS`.
     pub heartbeat_ms: u64,
+    /// More environment for every node.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             quick_status: false,
             lease_ms: LEASE_MS,
             heartbeat_ms: HEARTBEAT_MS,
+            env: Vec::new(),
         }
     }
 }
@@ -289,6 +292,7 @@ impl Node {
             ),
             ("RUST_BACKTRACE", "1".to_owned()),
         ];
+        env.extend(shared.options.env.iter().cloned());
         if shared.options.quick_status {
             let plugins = dir.path().join("plugins");
             std::fs::create_dir_all(&plugins).expect("plugin dir");

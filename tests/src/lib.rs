@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod webhook;
 
 use std::io::Write;
 use std::net::SocketAddr;

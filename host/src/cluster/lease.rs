@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Cluster, Event, SCRIPT_TIMEOUT, Up, timed, timed_for, wire};
-use crate::model::{Status, StatusChange};
+use crate::model::{Status, StatusChange, Transition};
 
 /// One local status change waiting to be written to Redis.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +36,36 @@ fn value_of(status: Status, last_activity: DateTime<Utc>) -> String {
     format!("{tag}{}", last_activity.timestamp_millis())
 }
 
-fn gone_pairs(out: &[String]) -> Gone {
-    out.chunks_exact(2)
+/// What a script returns after its lease flag: the users now offline
+/// everywhere, then (after `#`) the status changes it made.
+#[derive(Debug, Default)]
+struct Outcome {
+    gone: Gone,
+    changes: Vec<Transition>,
+}
+
+fn outcome(out: &[String]) -> Outcome {
+    let split = out.iter().position(|s| s == "#").unwrap_or(out.len());
+    let gone = out[..split]
+        .chunks_exact(2)
         .filter_map(|p| Some((p[0].parse().ok()?, wire::millis(&p[1])?)))
-        .collect()
+        .collect();
+    let changes = out
+        .get(split + 1..)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let mut f = c.split('|');
+            let (user, status, at, seen) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            Some(Transition {
+                user: user.parse().ok()?,
+                status: status.parse().ok()?,
+                at: wire::millis(at)?,
+                last_seen: wire::millis(seen),
+            })
+        })
+        .collect();
+    Outcome { gone, changes }
 }
 
 impl Cluster {
@@ -52,7 +78,7 @@ impl Cluster {
             .await
             .context("registering the node in Redis")?
             .unwrap_or_default();
-        *self.left_behind.lock() = left;
+        *self.left_behind.lock() = left.gone;
         self.announce_gone().await.context("announcing the node")
     }
 
@@ -66,9 +92,9 @@ impl Cluster {
         self.wake.notify_one();
     }
 
-    /// Runs the update script; returns the users now offline everywhere,
-    /// or `None` when this node holds no lease (nothing was written).
-    async fn update(&self, flags: &str, entries: Vec<Entry>) -> anyhow::Result<Option<Gone>> {
+    /// Runs the update script; returns what changed, or `None` when this
+    /// node holds no lease (nothing was written).
+    async fn update(&self, flags: &str, entries: Vec<Entry>) -> anyhow::Result<Option<Outcome>> {
         let mut call = self.scripts.update.prepare_invoke();
         call.arg(self.names.prefix())
             .arg(&*self.node)
@@ -82,7 +108,7 @@ impl Cluster {
         }
         let mut conn = self.conn.clone();
         let out: Vec<String> = timed_for(SCRIPT_TIMEOUT, call.invoke_async(&mut conn)).await?;
-        Ok((out.first().map(String::as_str) == Some("1")).then(|| gone_pairs(&out[1..])))
+        Ok((out.first().map(String::as_str) == Some("1")).then(|| outcome(&out[1..])))
     }
 
     /// Renews the lease, reaps dead nodes, writes pending changes, and
@@ -113,10 +139,15 @@ impl Cluster {
         }
     }
 
-    /// Hands up users offline everywhere; false once nobody listens.
-    async fn hand_up_gone(&self, up: &Up, gone: Gone) -> bool {
-        for (user, at) in gone {
+    /// Hands up what a script changed; false once nobody listens.
+    async fn hand_up(&self, up: &Up, outcome: Outcome) -> bool {
+        for (user, at) in outcome.gone {
             if !up.send(Event::OfflineEverywhere(user, at)).await {
+                return false;
+            }
+        }
+        for change in outcome.changes {
+            if !up.send(Event::Transition(change)).await {
                 return false;
             }
         }
@@ -124,8 +155,12 @@ impl Cluster {
     }
 
     async fn beat(&self, up: &Up) -> bool {
-        let left = std::mem::take(&mut *self.left_behind.lock());
-        if !self.hand_up_gone(up, left).await {
+        let gone = std::mem::take(&mut *self.left_behind.lock());
+        let left = Outcome {
+            gone,
+            changes: Vec::new(),
+        };
+        if !self.hand_up(up, left).await {
             return false;
         }
         self.check_link().await;
@@ -150,7 +185,7 @@ impl Cluster {
                     self.lease_lost.store(true, Ordering::SeqCst);
                     self.resync.store(true, Ordering::SeqCst);
                 }
-                self.hand_up_gone(up, gone_pairs(out.get(1..).unwrap_or_default()))
+                self.hand_up(up, outcome(out.get(1..).unwrap_or_default()))
                     .await
             }
             Err(e) => {
@@ -181,7 +216,7 @@ impl Cluster {
             })
             .collect();
         match self.update("", entries).await {
-            Ok(Some(gone)) => self.hand_up_gone(up, gone).await,
+            Ok(Some(done)) => self.hand_up(up, done).await,
             Ok(None) => {
                 // Taken for dead meanwhile: republish everything, these too.
                 tracing::warn!("this node's lease was gone; publishing its state again");
@@ -247,7 +282,7 @@ impl Cluster {
         let flags = if lease_lost { "rf" } else { "r" };
         match self.update(flags, entries).await {
             Ok(gone) => {
-                if !self.hand_up_gone(up, gone.unwrap_or_default()).await {
+                if !self.hand_up(up, gone.unwrap_or_default()).await {
                     return false;
                 }
                 tracing::info!(
@@ -275,19 +310,19 @@ impl Cluster {
 
     /// Leaves the cluster on a clean stop: the lease ends now and every
     /// user this node had is handed to the update script as gone; returns
-    /// the users now offline everywhere.
-    pub async fn leave(&self, users: Vec<(Uuid, DateTime<Utc>)>) -> Gone {
+    /// the users now offline everywhere, and those changes.
+    pub async fn leave(&self, users: Vec<(Uuid, DateTime<Utc>)>) -> (Gone, Vec<Transition>) {
         let entries = users
             .into_iter()
             .map(|(u, at)| (u, String::new(), Some(at)))
             .collect();
         // The whole state (`r`): anything else this node still has in Redis
         // goes too, so nothing outlives the lease removed below.
-        let gone = match self.update("r", entries).await {
-            Ok(gone) => gone.unwrap_or_default(),
+        let done = match self.update("r", entries).await {
+            Ok(done) => done.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %format_args!("{e:#}"), "leaving the cluster failed; the lease will expire");
-                return Vec::new();
+                return Default::default();
             }
         };
         let mut conn = self.conn.clone();
@@ -299,7 +334,7 @@ impl Cluster {
         )
         .await;
         let _ = self.announce_gone().await;
-        gone
+        (done.gone, done.changes)
     }
 
     /// Tells every node that what this node id owned is gone (its typing).
@@ -312,5 +347,34 @@ impl Cluster {
                 .query_async(&mut conn),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripts_answer_reads_as_users_gone_and_status_changes() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let out: Vec<String> = [
+            a.to_string(),
+            "1000".into(),
+            "#".into(),
+            format!("{a}|offline|1500|1000"),
+            format!("{b}|online|1600|"),
+            "garbage".into(),
+        ]
+        .into();
+        let o = outcome(&out);
+        assert_eq!(o.gone.len(), 1);
+        assert_eq!(o.changes.len(), 2);
+        assert_eq!(o.changes[1].status, Status::Online);
+        assert_eq!(o.changes[1].last_seen, None);
+        assert_eq!(o.changes[0].last_seen.unwrap().timestamp_millis(), 1000);
+        assert!(
+            outcome(&[]).changes.is_empty(),
+            "an early return has no changes"
+        );
     }
 }

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::ClusterKind;
-use crate::model::{Live, Status, StatusChange};
+use crate::model::{Live, Status, StatusChange, Transition};
 use lease::Pending;
 use scripts::Scripts;
 use subscriptions::Interest;
@@ -88,6 +88,9 @@ pub enum Event {
     Message(Message),
     /// Redis found `user` offline on every node as of this time.
     OfflineEverywhere(Uuid, DateTime<Utc>),
+    /// A user's status changed for the whole cluster, seen by this node
+    /// alone (it ran the script that made the change).
+    Transition(Transition),
     /// A local change Redis could not take while it was down: this node's
     /// watchers have not heard it yet.
     Undelivered(Uuid, StatusChange),

@@ -19,6 +19,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function int(x) return string.format('%.0f', x) end
+-- Status changes, `user|status|at|last_seen`, but for a replay's online or
+-- away: returned to the node that ran the script, which alone reports them.
+local changes = {}
 -- A user's status across nodes: online if any node says online, away if
 -- every node says away, offline with no node; last activity is the latest.
 local function agg(key)
@@ -74,6 +77,12 @@ local function apply(node, user, value, seen, force, replay, now)
     redis.call('PERSIST', key)
   end
   if st ~= before or force then announce(user, st, act, s, now, replay) end
+  -- A replay republishes what was told before, but an offline is news.
+  if st ~= before and (not replay or st == 'offline') then
+    local ls = ''
+    if st == 'away' then ls = int(act) elseif st == 'offline' and s then ls = int(s) end
+    changes[#changes + 1] = user .. '|' .. st .. '|' .. int(now) .. '|' .. ls
+  end
   if st == 'offline' and before ~= 'offline' then return s or now end
   return nil
 end
@@ -86,7 +95,7 @@ end
 /// with last activity, `''` = gone). Returns `lease` (`1`, or `0` when the
 /// node holds no lease: then nothing was written, since a node taken for
 /// dead must republish its whole state), then `user, seen_ms` pairs of
-/// users now offline everywhere.
+/// users now offline everywhere, then `#` and the status changes.
 const UPDATE: &str = r#"
 local node, flags, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local force = string.find(flags, 'f', 1, true) ~= nil
@@ -109,6 +118,8 @@ if whole then
     end
   end
 end
+out[#out + 1] = '#'
+for _, c in ipairs(changes) do out[#out + 1] = c end
 return out
 "#;
 
@@ -116,7 +127,7 @@ return out
 /// lease, then (when reaping) ends the leases that expired: their users
 /// leave (offline, with the dead node's last heartbeat as last seen, unless
 /// connected elsewhere), and `gone|node` goes to every node. Returns
-/// `registered, user, seen_ms, …` where `registered` is 1 if this node had
+/// `registered, user, seen_ms, …, #, changes…` where `registered` is 1 if this node had
 /// no lease (it was taken for dead, or Redis lost it) and must publish its
 /// whole state again. A node whose own lease had run out (it, or Redis,
 /// stalled) reaps nobody: the others were likely as late as it was.
@@ -139,6 +150,8 @@ for i = 1, #expired, 2 do
   redis.call('DEL', members)
   redis.call('PUBLISH', P .. ':bus', 'gone|' .. dead)
 end
+out[#out + 1] = '#'
+for _, c in ipairs(changes) do out[#out + 1] = c end
 return out
 "#;
 

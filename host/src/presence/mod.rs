@@ -32,6 +32,7 @@ use crate::config::Limits;
 use crate::model::{Live, Status};
 use crate::policy::Policies;
 use crate::store::Store;
+use crate::webhook::Webhooks;
 use directory::Directory;
 use flush::WriteBehind;
 use registry::Registry;
@@ -58,6 +59,8 @@ pub struct Presence {
     pub limits: Limits,
     /// Redis fan-out and live presence; `None` on a node that runs alone.
     pub cluster: Option<Arc<Cluster>>,
+    /// Where status transitions go for the chat backend, if it wants them.
+    pub(crate) webhooks: Option<Arc<Webhooks>>,
 }
 
 /// Owns the background tasks of a [`Presence`]; `shutdown` stops them in order.
@@ -75,6 +78,7 @@ impl Presence {
         policies: Arc<Policies>,
         limits: Limits,
         cluster: Option<Arc<Cluster>>,
+        webhooks: Option<Arc<Webhooks>>,
     ) -> (Arc<Presence>, PresenceTasks) {
         let (timers, timer_task) = Timers::new();
         let presence = Arc::new(Presence {
@@ -89,6 +93,7 @@ impl Presence {
             tasks: TaskTracker::new(),
             limits,
             cluster,
+            webhooks,
         });
         let stop = CancellationToken::new();
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));

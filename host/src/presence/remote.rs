@@ -157,6 +157,7 @@ impl Presence {
         match event {
             Event::Message(m) => self.on_cluster_message(m).await,
             Event::OfflineEverywhere(user, at) => self.offline_everywhere(user, at),
+            Event::Transition(t) => self.report(t),
             Event::Undelivered(user, change) => self.spawn_announce(user, change),
             Event::Relinked => {
                 // Messages published while this node was not listening are
@@ -326,8 +327,12 @@ impl Presence {
             .iter()
             .map(|e| (*e.key(), e.disconnected_at.unwrap_or(now)))
             .collect();
-        for (user, at) in c.leave(users).await {
+        let (gone, changes) = c.leave(users).await;
+        for (user, at) in gone {
             self.directory.set_last_seen(&user, at);
+        }
+        for t in changes {
+            self.report(t);
         }
     }
 }

@@ -18,7 +18,7 @@ use super::timers::TimerKey;
 use super::view::status_object;
 use crate::auth;
 use crate::metrics::METRICS;
-use crate::model::{Live, Status, StatusChange};
+use crate::model::{Live, Status, StatusChange, Transition};
 use crate::policy::{LastSeenView, WatcherScope};
 use crate::protocol::{Frame, Ready, StatusObject, TimeString, UserStatus, frame};
 use crate::store;
@@ -302,7 +302,17 @@ impl Presence {
                 }
                 c.record(user, change, !up);
             }
-            None => self.spawn_announce(user, change),
+            None => {
+                self.report(transition(user, change));
+                self.spawn_announce(user, change);
+            }
+        }
+    }
+
+    /// Hands a status change of the whole deployment to the webhook.
+    pub(super) fn report(&self, t: Transition) {
+        if let Some(hooks) = &self.webhooks {
+            hooks.push(t);
         }
     }
 
@@ -434,12 +444,33 @@ impl Presence {
     }
 
     /// Records every connected or grace-period user offline now (shutdown).
+    /// Alone, that is news for the webhook too; a cluster node hears of it
+    /// from Redis as it leaves.
     pub(super) fn record_everyone_offline(&self) {
         let now = Utc::now();
         for e in self.registry.users.iter() {
             let at = e.disconnected_at.unwrap_or(now);
             self.write_behind.record(*e.key(), Status::Offline, at);
+            if self.cluster.is_none() {
+                let offline = StatusChange {
+                    seq: 0,
+                    status: Status::Offline,
+                    at,
+                    last_seen: Some(at),
+                };
+                self.report(transition(*e.key(), offline));
+            }
         }
+    }
+}
+
+/// What the webhook hears of a change: no last seen while online.
+fn transition(user: Uuid, change: StatusChange) -> Transition {
+    Transition {
+        user,
+        status: change.status,
+        at: change.at,
+        last_seen: change.last_seen.filter(|_| change.status != Status::Online),
     }
 }
 

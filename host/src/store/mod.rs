@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::redact_url;
-use crate::model::{PrivacySettings, Status, Visibility};
+use crate::model::{PrivacySettings, Status, Transition, Visibility};
 
 /// Runs `$body` on whichever pool the store has, with `Id` naming how that
 /// backend stores an id (PostgreSQL's `uuid`, SQLite's hyphenated text) and
@@ -219,6 +219,52 @@ impl<I: Into<Uuid>> From<UserRow<I>> for UserRecord {
                 show_last_seen: row.show_last_seen.unwrap_or(true),
                 last_seen_visibility: parse_visibility(row.last_seen_visibility.as_deref()),
             },
+        }
+    }
+}
+
+/// A status transition waiting in the webhook outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// Delivery order.
+    pub seq: i64,
+    /// The event's id, the same on every attempt.
+    pub id: Uuid,
+    pub user: Uuid,
+    pub status: Status,
+    pub at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// When it was written to the outbox.
+    pub created: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// An outbox row as either backend returns it.
+#[derive(sqlx::FromRow)]
+struct OutboxRow<I> {
+    seq: i64,
+    id: I,
+    user_id: I,
+    status: String,
+    at_ms: i64,
+    last_seen_ms: Option<i64>,
+    created_ms: i64,
+    attempts: i32,
+}
+
+impl<I: Into<Uuid>> From<OutboxRow<I>> for OutboxEvent {
+    fn from(r: OutboxRow<I>) -> OutboxEvent {
+        let time = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        OutboxEvent {
+            seq: r.seq,
+            id: r.id.into(),
+            user: r.user_id.into(),
+            status: parse_status(Some(&r.status)),
+            at: time(r.at_ms),
+            last_seen: r.last_seen_ms.map(time),
+            created: time(r.created_ms),
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
         }
     }
 }
@@ -536,6 +582,86 @@ impl Store {
         let mut contacts = dedup(contacts);
         contacts.retain(|c| *c != user);
         dispatch!(self, replace_list(Edge::CONTACTS, user, &contacts))
+    }
+
+    /// Writes events to the webhook outbox, in this order, all or none.
+    pub async fn outbox_push(&self, events: &[Transition]) -> Result<()> {
+        let created = Utc::now().timestamp_millis();
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for t in events {
+                sqlx::query(sql::OUTBOX_PUSH)
+                    .bind(Id::from(Uuid::new_v4()))
+                    .bind(Id::from(t.user))
+                    .bind(t.status.as_str())
+                    .bind(t.at.timestamp_millis())
+                    .bind(t.last_seen.map(|t| t.timestamp_millis()))
+                    .bind(created)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Claims up to `limit` events due now, in delivery order, for `lease`;
+    /// a user's later event waits while an earlier one is out or retrying.
+    pub async fn outbox_claim(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEvent>> {
+        let now = Utc::now().timestamp_millis();
+        let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut events: Vec<OutboxEvent> = on_backend!(self, pool => {
+            let mut tx = backend::begin_claim(pool).await?;
+            let rows: Vec<OutboxRow<Id>> = sqlx::query_as(sql::OUTBOX_CLAIM)
+                .bind(now)
+                .bind(until)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows.into_iter().map(OutboxEvent::from).collect()
+        });
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    }
+
+    /// Delivered: the events leave the outbox.
+    pub async fn outbox_done(&self, seqs: &[i64]) -> Result<()> {
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for seq in seqs {
+                sqlx::query(sql::OUTBOX_DONE).bind(seq).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Not delivered: the events are due again at `next`, one attempt more.
+    pub async fn outbox_retry(&self, seqs: &[i64], next: DateTime<Utc>) -> Result<()> {
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for seq in seqs {
+                sqlx::query(sql::OUTBOX_RETRY)
+                    .bind(seq)
+                    .bind(next.timestamp_millis())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// How many events wait in the outbox.
+    pub async fn outbox_len(&self) -> Result<u64> {
+        let n: i64 =
+            on_backend!(self, pool => sqlx::query_scalar(sql::OUTBOX_LEN).fetch_one(pool).await)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The ids a one-key statement selects, sorted.

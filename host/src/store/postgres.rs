@@ -21,15 +21,23 @@ const MAX_CONNECTIONS: u32 = 10;
 const LOCK_MEMBERS: i32 = 0x7072_0001;
 const LOCK_CONTACTS: i32 = 0x7072_0002;
 const LOCK_MIGRATE: i32 = 0x7072_0003;
+const LOCK_OUTBOX: i32 = 0x7072_0004;
 
 /// The owned `users` table (see the file).
 pub(super) const CREATE_USERS: &str = include_str!("../../../migrations/postgres/users.sql");
 /// Presence's own tables, by version.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "presence_tables",
-    include_str!("../../../migrations/postgres/0001_presence_tables.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "presence_tables",
+        include_str!("../../../migrations/postgres/0001_presence_tables.sql"),
+    ),
+    (
+        2,
+        "webhook_outbox",
+        include_str!("../../../migrations/postgres/0002_webhook_outbox.sql"),
+    ),
+];
 /// What presence adds to a `users` table it did not create: the seed's
 /// columns, with the defaults that fill existing rows, and its indexes.
 const SEED_COLUMNS: &str = "ALTER TABLE users \
@@ -96,6 +104,17 @@ pub(super) async fn begin_migration(pool: &PgPool) -> Result<Transaction<'static
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
         .bind(LOCK_MIGRATE)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// A transaction that claims outbox events; one node claims at a time, so a
+/// user's events never go out from two nodes at once.
+pub(super) async fn begin_claim(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
+        .bind(LOCK_OUTBOX)
         .execute(&mut *tx)
         .await?;
     Ok(tx)

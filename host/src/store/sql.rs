@@ -66,3 +66,22 @@ pub fn set_privacy(table: &str) -> String {
 pub fn reset_statuses(table: &str) -> String {
     format!("UPDATE {table} SET status = 'offline' WHERE status IN ('online', 'away')")
 }
+
+pub const OUTBOX_PUSH: &str = "INSERT INTO presence_webhook_outbox \
+     (id, user_id, status, at_ms, last_seen_ms, created_ms, next_attempt_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6)";
+/// Claims (until `$2`) up to `$3` events due at `$1`, in order, skipping a
+/// user whose earlier event waits for a retry or is out with another node.
+pub const OUTBOX_CLAIM: &str = "UPDATE presence_webhook_outbox SET claimed_until_ms = $2 \
+     WHERE seq IN (SELECT o.seq FROM presence_webhook_outbox o \
+       WHERE o.next_attempt_ms <= $1 \
+         AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= $1) \
+         AND NOT EXISTS (SELECT 1 FROM presence_webhook_outbox e \
+           WHERE e.user_id = o.user_id AND e.seq < o.seq \
+             AND (e.next_attempt_ms > $1 OR e.claimed_until_ms > $1)) \
+       ORDER BY o.seq LIMIT $3) \
+     RETURNING seq, id, user_id, status, at_ms, last_seen_ms, created_ms, attempts";
+pub const OUTBOX_DONE: &str = "DELETE FROM presence_webhook_outbox WHERE seq = $1";
+pub const OUTBOX_RETRY: &str = "UPDATE presence_webhook_outbox \
+     SET attempts = attempts + 1, next_attempt_ms = $2, claimed_until_ms = NULL WHERE seq = $1";
+pub const OUTBOX_LEN: &str = "SELECT COUNT(*) FROM presence_webhook_outbox";

@@ -22,11 +22,18 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The owned `users` table (see the file).
 pub(super) const CREATE_USERS: &str = include_str!("../../../migrations/sqlite/users.sql");
 /// Presence's own tables, by version.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "presence_tables",
-    include_str!("../../../migrations/sqlite/0001_presence_tables.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "presence_tables",
+        include_str!("../../../migrations/sqlite/0001_presence_tables.sql"),
+    ),
+    (
+        2,
+        "webhook_outbox",
+        include_str!("../../../migrations/sqlite/0002_webhook_outbox.sql"),
+    ),
+];
 /// What presence adds to a `users` table it did not create, one column at a
 /// time (SQLite has no `ADD COLUMN IF NOT EXISTS`), and its indexes.
 const SEED_COLUMNS: [(&str, &str); 4] = [
@@ -84,6 +91,11 @@ async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> 
 
 /// A migration transaction: the write lock keeps other processes out.
 pub(super) async fn begin_migration(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+    begin_write(pool).await
+}
+
+/// A transaction that claims outbox events (the write lock serialises them).
+pub(super) async fn begin_claim(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
     begin_write(pool).await
 }
 
