@@ -252,6 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn rsa_p256_and_ed25519_keys_are_used_for_their_algorithms() {
+        // RFC 7517 A.1's RSA key, RFC 8037 A.2's Ed25519 key, and a P-256 key.
+        let doc = br#"{"keys": [
+            {"kty": "RSA", "kid": "2011-04-29", "e": "AQAB",
+             "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"},
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "EC", "crv": "P-256", "kid": "ec",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]}"#;
+        let set = parse(doc).unwrap();
+        let alg = |kid: &str| set.by_kid[kid].algorithm;
+        assert_eq!(alg("2011-04-29"), Algorithm::RS256);
+        assert_eq!(alg("ed"), Algorithm::EdDSA);
+        assert_eq!(alg("ec"), Algorithm::ES256);
+    }
+
+    #[test]
     fn garbage_and_unusable_key_sets_are_refused() {
         assert!(parse(b"<html>").is_err());
         assert!(parse(br#"{"keys": []}"#).is_err());
