@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Auth;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::{Config, redact_url};
+use crate::http::cors::Origins;
 use crate::http::serve::serve;
 use crate::http::{AppState, router};
 use crate::policy::watch::watch;
@@ -113,11 +114,22 @@ impl Application {
         let jwks_task = auth
             .jwks()
             .map(|jwks| tokio::spawn(jwks.run(shutdown.clone())));
+        if config.demo {
+            crate::http::demo::check(&auth)?;
+            crate::http::demo::seed(&presence)
+                .await
+                .context("setting up the demo users")?;
+            tracing::warn!(
+                "demo mode: /demo mints tokens for alice, bob and carol to anyone who asks; never expose it"
+            );
+        }
         let state = AppState {
             presence,
             auth: Arc::new(auth),
             shutdown,
             sessions: sessions.clone(),
+            origins: Arc::new(Origins::from_config(&config.cors_origins)?),
+            demo: config.demo,
         };
         Ok(Application {
             listener,

@@ -54,6 +54,13 @@ pub struct Config {
     pub plugin_dir: Option<PathBuf>,
     /// Holds generated secrets (mode 0600).
     pub data_dir: PathBuf,
+    /// Web origins (`https://chat.example.com`) whose pages may call the user
+    /// REST API and open `/ws`; `*` for any. Unset: no CORS headers, and any
+    /// origin may open `/ws`.
+    pub cors_origins: Vec<String>,
+    /// Serves the demo page (`/demo`) and mints tokens for its users.
+    /// Never on by default; for trying presence out only.
+    pub demo: bool,
     /// The chat backend's endpoint for status transitions; unset, none are sent.
     pub webhook_url: Option<String>,
     /// Signs every webhook request (required with `webhook_url`).
@@ -145,6 +152,8 @@ impl Default for Config {
             admin_key: None,
             plugin_dir: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            cors_origins: Vec::new(),
+            demo: false,
             webhook_url: None,
             webhook_secret: None,
             limits: Limits::default(),
@@ -239,6 +248,14 @@ impl Config {
         }
         if let Some(v) = get("PRESENCE_DATA_DIR") {
             self.data_dir = v.into();
+        }
+        if let Some(v) = get("PRESENCE_CORS_ORIGINS") {
+            self.cors_origins = v
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/'))
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = get("PRESENCE_WEBHOOK_URL") {
             self.webhook_url = Some(v);

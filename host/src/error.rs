@@ -12,6 +12,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("authentication required")]
     Unauthorized,
+    #[error("this page's origin may not use presence (PRESENCE_CORS_ORIGINS)")]
+    OriginNotAllowed,
     #[error("user not found")]
     UserNotFound,
     #[error("too many ids: at most {0}")]
@@ -37,6 +39,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::UserNotFound => (StatusCode::NOT_FOUND, "user_not_found"),
             ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),

@@ -46,6 +46,10 @@ enum Command {
         /// Database URL (overrides PRESENCE_DATABASE_URL).
         #[arg(long)]
         database_url: Option<String>,
+        /// Serve the demo page at /demo, with three demo users and tokens
+        /// minted for anyone who asks. For trying presence out only.
+        #[arg(long)]
+        demo: bool,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -126,7 +130,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             database_url,
+            demo,
         } => {
+            config.demo |= demo;
             if let Some(l) = listen {
                 config.listen = l;
             }

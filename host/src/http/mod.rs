@@ -3,6 +3,8 @@
 //! `extract` turns every malformed path, query or body into a 400 envelope.
 
 pub mod admin;
+pub mod cors;
+pub mod demo;
 pub mod extract;
 pub mod serve;
 pub mod users;
@@ -32,14 +34,19 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Sessions hold a token of this tracker so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// Which browser origins may call us.
+    pub origins: Arc<cors::Origins>,
+    /// `presence serve --demo`: `/demo` and its tokens are served.
+    pub demo: bool,
 }
+
+/// The JavaScript client (`clients/js`), served to pages as `/sdk/presence-client.js`.
+const CLIENT_JS: &str = include_str!("../../../clients/js/presence-client.js");
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.presence.limits.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/ws", get(ws::upgrade))
+    // What a browser page calls, under the CORS policy.
+    let mut browser = Router::new()
         .route("/api/v1/users/status", get(users::batch_status))
         .route(
             "/api/v1/users/me/privacy",
@@ -50,6 +57,17 @@ pub fn router(state: AppState) -> Router {
             get(users::my_status).put(users::put_status),
         )
         .route("/api/v1/users/{id}/status", get(users::status))
+        .route("/sdk/presence-client.js", get(client_js));
+    if let Some(cors) = state.origins.layer() {
+        browser = browser.layer(cors);
+    }
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(ws::upgrade))
+        .route("/demo", get(demo::page))
+        .route("/demo/token", get(demo::token))
+        .merge(browser)
         .route("/api/v1/admin/users/{id}", put(admin::put_user))
         .route(
             "/api/v1/admin/users/{id}/contacts",
@@ -77,6 +95,20 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// `GET /sdk/presence-client.js`: the client library as an ES module.
+async fn client_js() -> impl IntoResponse {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        CLIENT_JS,
+    )
 }
 
 /// Prometheus text exposition; scraped with the admin key as bearer token.

@@ -24,6 +24,12 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
+    if !state
+        .origins
+        .allows_websocket(req.headers().get(axum::http::header::ORIGIN))
+    {
+        return ApiError::OriginNotAllowed.into_response();
+    }
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,

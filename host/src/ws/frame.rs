@@ -24,7 +24,8 @@ pub enum Incoming {
     Binary,
     Ping(Vec<u8>),
     Pong,
-    Close,
+    /// The client closes, with this code if it gave one.
+    Close(Option<u16>),
 }
 
 /// Why the connection must close, and with which code.
@@ -105,7 +106,7 @@ impl Inbound {
             let start = at + h.size;
             self.frame(&h, &buf[start..start + h.len], out)?;
             at = start + h.len;
-            if matches!(out.last(), Some(Incoming::Close)) {
+            if matches!(out.last(), Some(Incoming::Close(_))) {
                 // Nothing may follow a close; the rest is discarded.
                 return Ok(buf.len());
             }
@@ -177,12 +178,7 @@ impl Inbound {
         match h.opcode {
             OP_PING => out.push(Incoming::Ping(unmasked())),
             OP_PONG => out.push(Incoming::Pong),
-            OP_CLOSE => {
-                if h.len == 1 {
-                    return Err(Violation::Protocol);
-                }
-                out.push(Incoming::Close);
-            }
+            OP_CLOSE => out.push(close_from(&unmasked())?),
             OP_TEXT | OP_BINARY => {
                 if self.message.is_some() {
                     return Err(Violation::Protocol);
@@ -207,6 +203,32 @@ impl Inbound {
             }
         }
         Ok(())
+    }
+}
+
+/// Close codes an endpoint may send: the defined ones but those that only
+/// ever describe a connection (1004–1006, 1015), and the registered and
+/// private ranges (RFC 6455 §7.4, and 1012–1014 as registered since).
+fn may_send(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A client's close frame: empty, or a code a client may send and a UTF-8
+/// reason.
+fn close_from(payload: &[u8]) -> Result<Incoming, Violation> {
+    match payload {
+        [] => Ok(Incoming::Close(None)),
+        [_] => Err(Violation::Protocol),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !may_send(code) {
+                return Err(Violation::Protocol);
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(Violation::BadUtf8);
+            }
+            Ok(Incoming::Close(Some(code)))
+        }
     }
 }
 
@@ -371,13 +393,46 @@ mod tests {
     }
 
     #[test]
+    fn close_frames_carry_a_valid_code_and_a_utf8_reason() {
+        let close =
+            |payload: &[u8]| parse_all(&mut Inbound::new(1024), &client(true, OP_CLOSE, payload));
+        assert_eq!(close(&[]), Ok(vec![Incoming::Close(None)]));
+        for code in [
+            1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4001, 4999,
+        ] {
+            assert_eq!(
+                close(&code.to_be_bytes()),
+                Ok(vec![Incoming::Close(Some(code))]),
+                "{code}"
+            );
+        }
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(&code.to_be_bytes()),
+                Err(Violation::Protocol),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            close(&[0x03]),
+            Err(Violation::Protocol),
+            "a one-byte payload"
+        );
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.extend([0xCE, 0xBA, 0xE1, 0xBD]);
+        assert_eq!(close(&bad_reason), Err(Violation::BadUtf8));
+    }
+
+    #[test]
     fn binary_and_close_are_reported_and_nothing_after_close_is_parsed() {
         let mut stream = client(true, OP_BINARY, &[1, 2, 3]);
         stream.extend(client(true, OP_CLOSE, &1000u16.to_be_bytes()));
         stream.extend(client(true, OP_TEXT, b"late"));
         let mut inbound = Inbound::new(64);
         let out = parse_all(&mut inbound, &stream).unwrap();
-        assert_eq!(out, vec![Incoming::Binary, Incoming::Close]);
+        assert_eq!(out, vec![Incoming::Binary, Incoming::Close(Some(1000))]);
         assert!(inbound.partial.is_empty());
     }
 

@@ -34,8 +34,8 @@ pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::Library(4001);
 enum End {
     /// The connection is gone: nothing more can be sent.
     Gone,
-    /// The client closed: answer its close.
-    PeerClosed,
+    /// The client closed (with this code): answer its close, echoing it.
+    PeerClosed(Option<u16>),
     /// Send what is queued, then close with this code.
     Close(CloseCode, &'static str),
     /// Close with this code without sending what is queued.
@@ -107,7 +107,7 @@ pub async fn run(
 async fn finish(mut socket: Socket, out: &Outbox, end: End) {
     let (code, reason, drain) = match end {
         End::Gone => return,
-        End::PeerClosed => (None, "", false),
+        End::PeerClosed(code) => (code.map(CloseCode::from), "", false),
         End::Close(code, reason) => (Some(code), reason, true),
         End::Now(code, reason) => (Some(code), reason, false),
         End::Violation(v) => {
@@ -125,7 +125,7 @@ async fn finish(mut socket: Socket, out: &Outbox, end: End) {
         Some(code) => frame::close(code, reason),
         None => frame::control(frame::OP_CLOSE, &[]),
     };
-    let peer_closed = matches!(end, End::PeerClosed);
+    let peer_closed = matches!(end, End::PeerClosed(_));
     socket.send_close(close);
     if !matches!(timeout(budget, flush(&mut socket)).await, Ok(Ok(()))) {
         return;
@@ -263,8 +263,8 @@ impl Reader<'_> {
     /// Applies client messages in order; returns how the session ends if one ends it.
     async fn handle(&mut self, incoming: Vec<Incoming>) -> Option<End> {
         for msg in incoming {
-            if msg == Incoming::Close {
-                return Some(End::PeerClosed);
+            if let Incoming::Close(code) = msg {
+                return Some(End::PeerClosed(code));
             }
             match self.admit() {
                 Admit::Apply => {}
@@ -279,7 +279,7 @@ impl Reader<'_> {
                     None,
                 )),
                 Incoming::Ping(payload) => self.socket.send_pong(&payload),
-                Incoming::Pong | Incoming::Close => {}
+                Incoming::Pong | Incoming::Close(_) => {}
             }
         }
         None

@@ -149,7 +149,7 @@ impl Socket {
                     self.inbound
                         .push(&buf[..n], out)
                         .map_err(ReadError::Violation)?;
-                    if out.last() == Some(&Incoming::Close) {
+                    if matches!(out.last(), Some(Incoming::Close(_))) {
                         return Ok(Read::Open);
                     }
                 }
@@ -231,7 +231,7 @@ impl Socket {
             if parse {
                 match self.read(&mut seen) {
                     Ok(Read::Eof) | Err(ReadError::Io) => return,
-                    Ok(_) if seen.contains(&Incoming::Close) => return,
+                    Ok(_) if seen.iter().any(|m| matches!(m, Incoming::Close(_))) => return,
                     Ok(_) => seen.clear(),
                     Err(ReadError::Violation(_)) => parse = false,
                 }
