@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -80,12 +81,46 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = json!({"success": false, "error": {"code": code, "message": message}});
+        let body = Refused {
+            success: false,
+            error: RefusedBody {
+                code: code.to_owned(),
+                message,
+            },
+        };
         (status, Json(body)).into_response()
     }
 }
 
-/// `{"success": true, "data": …}`.
-pub fn ok<T: serde::Serialize>(data: T) -> Json<serde_json::Value> {
-    Json(json!({"success": true, "data": data}))
+/// `{"success": true, "data": …}`: every successful answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Okay<T> {
+    /// Always true.
+    pub success: bool,
+    pub data: T,
+}
+
+pub fn ok<T: Serialize>(data: T) -> Json<Okay<T>> {
+    Json(Okay {
+        success: true,
+        data,
+    })
+}
+
+/// `{"success": false, "error": {code, message}}`: every refusal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refused {
+    /// Always false.
+    pub success: bool,
+    pub error: RefusedBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefusedBody {
+    /// `bad_request`, `unauthorized`, `origin_not_allowed`, `user_not_found`,
+    /// `too_many_ids`, `not_found`, `method_not_allowed`, `unavailable`,
+    /// `plugin_rejected`, `conflict` or `internal`.
+    pub code: String,
+    /// For people; never an internal detail.
+    pub message: String,
 }

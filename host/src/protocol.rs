@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::model::Status;
@@ -59,7 +60,8 @@ pub enum ClientEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A status a user sets by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ManualStatus {
     Online,
@@ -81,24 +83,28 @@ struct RawFrame {
     data: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+/// `typing_start` and `typing_stop`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TypingData {
-    conversation_id: Uuid,
+pub struct TypingData {
+    pub conversation_id: Uuid,
+    /// Your own id, if given at all: another is refused (`forbidden`).
     #[serde(default)]
-    user_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
 }
 
-#[derive(Deserialize)]
+/// `set_status`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusData {
-    status: ManualStatus,
+pub struct StatusData {
+    pub status: ManualStatus,
 }
 
-#[derive(Deserialize)]
+/// `auth`: a fresh token for this connection.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AuthData {
-    token: String,
+pub struct AuthData {
+    pub token: String,
 }
 
 impl ClientEvent {
@@ -180,16 +186,20 @@ pub fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S:
 }
 
 /// A status as one viewer may see it (SPEC §5), used by REST and `ready`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct StatusObject {
     pub user_id: Uuid,
     pub status: Status,
     pub is_online: bool,
+    /// Null while online, when privacy hides it, or when unknown.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<DateTime<Utc>>,
     /// Whether this viewer may see the subject's last seen.
     pub show_last_seen: bool,
+    /// A privacy policy's label in place of an exact time ("recently", …).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub last_seen_approx: Option<String>,
 }
 
@@ -206,7 +216,8 @@ pub fn frame<T: Serialize>(kind: &str, data: T) -> Frame {
     Frame::from(text)
 }
 
-#[derive(Serialize)]
+/// `ready`: sent first on every connection.
+#[derive(Serialize, ToSchema)]
 pub struct Ready<'a> {
     pub user_id: Uuid,
     pub session_id: Uuid,
@@ -215,7 +226,8 @@ pub struct Ready<'a> {
     pub typing: &'a [TypingSnapshot],
 }
 
-#[derive(Serialize, Debug, Clone)]
+/// Who types in one conversation now (the recipient excluded).
+#[derive(Serialize, Debug, Clone, ToSchema)]
 pub struct TypingSnapshot {
     pub conversation_id: Uuid,
     pub user_ids: Vec<Uuid>,
@@ -223,19 +235,24 @@ pub struct TypingSnapshot {
 
 /// `user_status`: online carries `timestamp`; away carries `timestamp` and
 /// `last_seen`; offline carries `last_seen` (null when privacy hides it).
-#[derive(Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq, ToSchema)]
 pub struct UserStatus {
     pub user_id: Uuid,
     pub status: Status,
+    /// When it changed; online and away only.
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "ser_opt_time"
     )]
+    #[schema(value_type = String, format = DateTime, required = false)]
     pub timestamp: Option<DateTime<Utc>>,
     /// Present for away and offline, null when hidden.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime, required = false)]
     pub last_seen: Option<Option<TimeString>>,
+    /// A privacy policy's label in place of an exact time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     pub last_seen_approx: Option<String>,
 }
 
@@ -249,22 +266,30 @@ impl Serialize for TimeString {
     }
 }
 
-#[derive(Serialize)]
+/// `user_typing`: someone started or stopped typing.
+#[derive(Serialize, ToSchema)]
 pub struct UserTyping<'a> {
     pub conversation_id: Uuid,
     pub user_id: Uuid,
     pub username: Option<&'a str>,
     pub display_name: Option<&'a str>,
     pub is_typing: bool,
+    /// Everyone typing there now, the recipient excluded.
     pub typing_user_ids: &'a [Uuid],
+    /// The typing policy's summary in the recipient's locale; empty for nobody.
     pub text: &'a str,
 }
 
-#[derive(Serialize)]
+/// `error`: a client event was refused.
+#[derive(Serialize, ToSchema)]
 pub struct ErrorData<'a> {
+    /// `bad_request`, `forbidden`, `not_member`, `rate_limited`,
+    /// `unauthorized`, `token_expired` or `internal`.
     pub code: &'a str,
     pub message: &'a str,
+    /// The `type` of the client event it answers, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     pub ref_type: Option<&'a str>,
 }
 
@@ -280,9 +305,10 @@ pub fn error_frame(code: &str, message: &str, ref_type: Option<&str>) -> Frame {
 }
 
 /// `auth_ok`: the renewed token is in force until `expires_at`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuthOk {
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: DateTime<Utc>,
 }
 

@@ -3,6 +3,7 @@
 mod attach;
 mod bad_input;
 mod containment;
+mod frontend;
 mod identity;
 mod lifecycle;
 mod outage;

@@ -332,6 +332,37 @@ pub struct Pair {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Every server event a test receives must match its JSON Schema in the
+/// server's AsyncAPI document.
+pub fn check_event(frame: &Value) {
+    static VALIDATORS: std::sync::OnceLock<
+        std::collections::HashMap<String, jsonschema::Validator>,
+    > = std::sync::OnceLock::new();
+    let validators = VALIDATORS.get_or_init(|| {
+        presence::http::docs::EVENTS
+            .iter()
+            .map(|e| {
+                let schema = presence::http::docs::event_schema(e.kind).expect("a schema");
+                let v = jsonschema::options()
+                    .should_validate_formats(true)
+                    .build(&schema)
+                    .unwrap_or_else(|err| panic!("the schema of {} compiles: {err}", e.kind));
+                (e.kind.to_owned(), v)
+            })
+            .collect()
+    });
+    let kind = frame["type"].as_str().unwrap_or_default();
+    let Some(validator) = validators.get(kind) else {
+        panic!("the server sent an event the AsyncAPI document does not know: {frame}");
+    };
+    if let Err(e) = validator.validate(frame) {
+        panic!(
+            "{kind} does not match its schema ({e} at {}): {frame}",
+            e.instance_path
+        );
+    }
+}
+
 pub struct Client {
     pub ws: Ws,
     /// The `ready` frame's data.
@@ -370,7 +401,11 @@ impl Client {
                 .expect("connection open")
                 .expect("frame");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Text(t) => {
+                    let frame = serde_json::from_str(&t).expect("server sends JSON");
+                    check_event(&frame);
+                    return frame;
+                }
                 Message::Close(c) => panic!("connection closed: {c:?}"),
                 _ => continue,
             }

@@ -59,10 +59,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Body(v)),
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(e) => return Err(ApiError::BadRequest(e.body_text())),
+        };
+        // serde would take `[a, b]` for a struct `{a, b}`: a body is an object.
+        if !value.is_object() {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
         }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| ApiError::BadRequest(format!("bad body: {e}")))
     }
 }
 

@@ -1,26 +1,37 @@
 //! The user REST API (SPEC §5): status of one or many users as the caller
-//! may see them, the caller's privacy settings, and manual away.
+//! may see them, the caller's privacy settings, and manual away. Its types
+//! and `#[utoipa::path]` are the OpenAPI document (`docs`).
 
 use axum::extract::{RawQuery, State};
 use axum::response::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::extract::{Body, CurrentUser, Path, parse_uuid};
-use crate::error::{ApiError, ok};
+use crate::error::{ApiError, Okay, Refused, ok};
 use crate::model::{PrivacySettings, Visibility};
 use crate::presence::directory::Profile;
-use crate::protocol::ManualStatus;
+use crate::protocol::{ManualStatus, StatusObject};
 
-type Reply = Result<Json<serde_json::Value>, ApiError>;
+type Reply<T> = Result<Json<Okay<T>>, ApiError>;
 
-/// `GET /api/v1/users/{id}/status`.
+/// One user's status, as the caller may see it (`me` for the caller).
+#[utoipa::path(get, path = "/api/v1/users/{id}/status", tag = "users",
+    security(("user_token" = [])),
+    params(("id" = Uuid, Path, description = "The user (`/api/v1/users/me/status` for yourself)")),
+    responses(
+        (status = 200, body = Okay<StatusObject>),
+        (status = 400, description = "Not a UUID", body = Refused),
+        (status = 401, description = "No valid user token", body = Refused),
+        (status = 404, description = "`user_not_found`", body = Refused),
+    ))]
 pub async fn status(
     State(state): State<AppState>,
     CurrentUser(me): CurrentUser,
     Path(id): Path<String>,
-) -> Reply {
+) -> Reply<StatusObject> {
     let id = parse_uuid(&id)?;
     let d = &state.presence.directory;
     let viewer = d.ensure_profile(&me).await?;
@@ -28,20 +39,37 @@ pub async fn status(
     Ok(ok(state.presence.status_object(&viewer, &subject).await?))
 }
 
-/// `GET /api/v1/users/me/status`: the caller's own, as others would be
-/// told it but with last seen always visible.
-pub async fn my_status(State(state): State<AppState>, CurrentUser(me): CurrentUser) -> Reply {
+/// The caller's own status, as others would be told it but with last seen
+/// always visible.
+#[utoipa::path(get, path = "/api/v1/users/me/status", tag = "users",
+    security(("user_token" = [])),
+    responses(
+        (status = 200, body = Okay<StatusObject>),
+        (status = 401, description = "No valid user token", body = Refused),
+    ))]
+pub async fn my_status(
+    State(state): State<AppState>,
+    CurrentUser(me): CurrentUser,
+) -> Reply<StatusObject> {
     let me = state.presence.directory.ensure_profile(&me).await?;
     Ok(ok(state.presence.status_object(&me, &me).await?))
 }
 
-/// `GET /api/v1/users/status?user_ids=a,b,c`: request order, unknown ids
-/// omitted, duplicates once.
+/// Many users' statuses: in request order, unknown ids omitted, duplicates once.
+#[utoipa::path(get, path = "/api/v1/users/status", tag = "users",
+    security(("user_token" = [])),
+    params(("user_ids" = Vec<Uuid>, Query, style = Form, explode = false, max_items = 100,
+        min_items = 1, description = "Comma-separated user ids, at most 100")),
+    responses(
+        (status = 200, body = Okay<Vec<StatusObject>>),
+        (status = 400, description = "Missing or malformed ids, or `too_many_ids`", body = Refused),
+        (status = 401, description = "No valid user token", body = Refused),
+    ))]
 pub async fn batch_status(
     State(state): State<AppState>,
     CurrentUser(me): CurrentUser,
     RawQuery(query): RawQuery,
-) -> Reply {
+) -> Reply<Vec<StatusObject>> {
     let max = state.presence.limits.max_batch_ids;
     let ids = parse_id_list(query.as_deref().unwrap_or(""), max)?;
     let d = &state.presence.directory;
@@ -85,50 +113,92 @@ fn parse_id_list(query: &str, max: usize) -> Result<Vec<Uuid>, ApiError> {
     Ok(ids)
 }
 
-fn privacy_json(p: PrivacySettings) -> serde_json::Value {
-    serde_json::json!({
-        "show_last_seen": p.show_last_seen,
-        "last_seen_visibility": p.last_seen_visibility,
-    })
+/// Who may see the caller's last seen.
+#[derive(Serialize, ToSchema)]
+pub struct Privacy {
+    /// False means the same as visibility `nobody`.
+    show_last_seen: bool,
+    last_seen_visibility: Visibility,
 }
 
-pub async fn get_privacy(State(state): State<AppState>, CurrentUser(me): CurrentUser) -> Reply {
+impl From<PrivacySettings> for Privacy {
+    fn from(p: PrivacySettings) -> Privacy {
+        Privacy {
+            show_last_seen: p.show_last_seen,
+            last_seen_visibility: p.last_seen_visibility,
+        }
+    }
+}
+
+/// The caller's privacy settings.
+#[utoipa::path(get, path = "/api/v1/users/me/privacy", tag = "users",
+    security(("user_token" = [])),
+    responses(
+        (status = 200, body = Okay<Privacy>),
+        (status = 401, description = "No valid user token", body = Refused),
+    ))]
+pub async fn get_privacy(
+    State(state): State<AppState>,
+    CurrentUser(me): CurrentUser,
+) -> Reply<Privacy> {
     let profile = state.presence.directory.ensure_profile(&me).await?;
-    Ok(ok(privacy_json(profile.privacy)))
+    Ok(ok(profile.privacy.into()))
 }
 
-#[derive(Deserialize)]
+/// The settings to change; absent ones stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"last_seen_visibility": "contacts"}))]
 pub struct PrivacyUpdate {
     show_last_seen: Option<bool>,
     last_seen_visibility: Option<Visibility>,
 }
 
+/// Changes the caller's privacy settings; they hold for every later answer
+/// and event.
+#[utoipa::path(put, path = "/api/v1/users/me/privacy", tag = "users",
+    security(("user_token" = [])),
+    request_body = PrivacyUpdate,
+    responses(
+        (status = 200, body = Okay<Privacy>),
+        (status = 400, description = "Malformed body", body = Refused),
+        (status = 401, description = "No valid user token", body = Refused),
+    ))]
 pub async fn put_privacy(
     State(state): State<AppState>,
     CurrentUser(me): CurrentUser,
     Body(update): Body<PrivacyUpdate>,
-) -> Reply {
+) -> Reply<Privacy> {
     let profile = state
         .presence
         .set_privacy(&me, update.show_last_seen, update.last_seen_visibility)
         .await?
         .ok_or(ApiError::UserNotFound)?;
-    Ok(ok(privacy_json(profile.privacy)))
+    Ok(ok(profile.privacy.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "away"}))]
 pub struct StatusUpdate {
     status: ManualStatus,
 }
 
-/// `PUT /api/v1/users/me/status`: the same as WebSocket `set_status`.
+/// Away by hand, or back online: the same as WebSocket `set_status`, on
+/// whichever node the caller is connected to.
+#[utoipa::path(put, path = "/api/v1/users/me/status", tag = "users",
+    security(("user_token" = [])),
+    request_body = StatusUpdate,
+    responses(
+        (status = 200, body = Okay<StatusObject>),
+        (status = 400, description = "Malformed body", body = Refused),
+        (status = 401, description = "No valid user token", body = Refused),
+    ))]
 pub async fn put_status(
     State(state): State<AppState>,
     CurrentUser(me): CurrentUser,
     Body(update): Body<StatusUpdate>,
-) -> Reply {
+) -> Reply<StatusObject> {
     let p = &state.presence;
     p.set_status_everywhere(me.id, update.status).await;
     let viewer = p.directory.ensure_profile(&me).await?;
