@@ -95,11 +95,9 @@ fn parse_id_list(query: &str, max: usize) -> Result<Vec<Uuid>, ApiError> {
         }
     }
     let list = list.ok_or_else(|| ApiError::BadRequest("user_ids is required".to_owned()))?;
-    let raw: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    // Every entry is an id, as the OpenAPI document says: `a,,b` and a
+    // trailing comma are refused rather than guessed at.
+    let raw: Vec<&str> = list.split(',').map(str::trim).collect();
     if raw.len() > max {
         return Err(ApiError::TooManyIds(max));
     }
@@ -231,5 +229,11 @@ mod tests {
             parse_id_list("", 100),
             Err(ApiError::BadRequest(_))
         ));
+        for empty in ["user_ids=", &format!("user_ids={a},"), &format!("user_ids={a},,{b}")] {
+            assert!(
+                matches!(parse_id_list(empty, 100), Err(ApiError::BadRequest(_))),
+                "{empty}"
+            );
+        }
     }
 }
