@@ -139,6 +139,12 @@ async fn a_browser_websocket_from_another_origin_is_refused_with_403() {
         upgrade_from(&app, &token, Some("https://evil.example.com")).await,
         Err(403)
     );
+    let own = format!("http://{}", app.addr);
+    assert_eq!(
+        upgrade_from(&app, &token, Some(&own)).await,
+        Ok(()),
+        "a page this server served, such as the demo"
+    );
     let open = app_for(&[]).await;
     let token = token_for(open.user("Ann").await, None);
     assert_eq!(

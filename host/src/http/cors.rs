@@ -42,11 +42,16 @@ impl Origins {
     }
 
     /// Whether a browser page of `origin` may open `/ws`; a client that sends
-    /// no `Origin` (not a browser) always may.
-    pub fn allows_websocket(&self, origin: Option<&HeaderValue>) -> bool {
+    /// no `Origin` (not a browser) always may, and so may a page served by
+    /// this server itself (its origin's host is the request's `Host`).
+    pub fn allows_websocket(
+        &self,
+        origin: Option<&HeaderValue>,
+        host: Option<&HeaderValue>,
+    ) -> bool {
         match (self, origin) {
             (Origins::Unset | Origins::Any, _) | (_, None) => true,
-            (Origins::List(list), Some(o)) => list.contains(o),
+            (Origins::List(list), Some(o)) => list.contains(o) || same_host(o, host),
         }
     }
 
@@ -67,6 +72,16 @@ impl Origins {
     }
 }
 
+/// Whether `origin` (`scheme://host[:port]`) names the `host` header's host.
+fn same_host(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(HeaderValue::to_str)) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,13 +91,20 @@ mod tests {
         let list = Origins::from_config(&["https://chat.example.com".into()]).unwrap();
         let ok = HeaderValue::from_static("https://chat.example.com");
         let other = HeaderValue::from_static("https://evil.example.com");
-        assert!(list.allows_websocket(Some(&ok)));
-        assert!(!list.allows_websocket(Some(&other)));
-        assert!(list.allows_websocket(None));
+        let host = HeaderValue::from_static("presence.example.com:8080");
+        let own = HeaderValue::from_static("https://presence.example.com:8080");
+        assert!(list.allows_websocket(Some(&ok), Some(&host)));
+        assert!(!list.allows_websocket(Some(&other), Some(&host)));
+        assert!(list.allows_websocket(None, Some(&host)));
+        assert!(
+            list.allows_websocket(Some(&own), Some(&host)),
+            "its own page"
+        );
+        assert!(!list.allows_websocket(Some(&own), None));
         assert!(
             Origins::from_config(&[])
                 .unwrap()
-                .allows_websocket(Some(&other))
+                .allows_websocket(Some(&other), None)
         );
         assert!(matches!(
             Origins::from_config(&["*".into()]).unwrap(),

@@ -229,7 +229,11 @@ mod tests {
             parse_id_list("", 100),
             Err(ApiError::BadRequest(_))
         ));
-        for empty in ["user_ids=", &format!("user_ids={a},"), &format!("user_ids={a},,{b}")] {
+        for empty in [
+            "user_ids=",
+            &format!("user_ids={a},"),
+            &format!("user_ids={a},,{b}"),
+        ] {
             assert!(
                 matches!(parse_id_list(empty, 100), Err(ApiError::BadRequest(_))),
                 "{empty}"

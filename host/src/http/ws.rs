@@ -24,10 +24,10 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
-    if !state
-        .origins
-        .allows_websocket(req.headers().get(axum::http::header::ORIGIN))
-    {
+    if !state.origins.allows_websocket(
+        req.headers().get(axum::http::header::ORIGIN),
+        req.headers().get(axum::http::header::HOST),
+    ) {
         return ApiError::OriginNotAllowed.into_response();
     }
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
