@@ -218,6 +218,22 @@ async fn a_failing_privacy_plugin_fails_closed() {
         to_bob["data"]["last_seen"].is_string(),
         "a viewer the plugin answers still sees it: {to_bob}"
     );
+
+    // Ann comes back: the plugin fails for Nia, so Nia must not learn it.
+    let _a = app.connect(ann).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    let (_, to_nia) = app.get_as(nia, &path).await;
+    assert_eq!(
+        to_nia["data"]["status"], "offline",
+        "a failing privacy plugin hides the status too: {to_nia}"
+    );
+    assert_eq!(to_nia["data"]["is_online"], false);
+    let _n = app.connect(nia).await;
+    let (_, own) = app.get_as(nia, "/api/v1/users/me/status").await;
+    assert_eq!(
+        own["data"]["status"], "online",
+        "her own status is no secret: {own}"
+    );
     let privacy = slot(&app, "privacy").await;
     assert!(privacy["failures"].as_u64().unwrap() >= 1, "{privacy}");
     assert_eq!(privacy["sha256"], hostile);

@@ -2,14 +2,15 @@
 //! cap, unusable answer). Typing and status fall back to the default
 //! plugins' behaviour, taken from the plugin SDK those plugins are built
 //! with, so there is one definition of each default; privacy fails closed:
-//! the status stays visible but last seen is hidden.
+//! a viewer sees neither the status nor the last seen of anyone but
+//! themselves.
 
 use std::time::Duration;
 
 use presence_plugin_sdk::status::DEFAULT_CONFIG;
 use presence_plugin_sdk::typing::{DEFAULT_LEASE_MS, DEFAULT_RATE_WINDOW_MS};
 
-use super::{LastSeenView, TypingDecision, View, WatcherScope};
+use super::{LastSeenView, TypingDecision, View, ViewRequest, WatcherScope};
 
 /// A typing state lasts this long without renewal.
 pub const TYPING_LEASE: Duration = Duration::from_millis(DEFAULT_LEASE_MS as u64);
@@ -42,11 +43,18 @@ pub(super) fn format_typers(names: &[&str], locale: &str) -> String {
     presence_plugin_sdk::typing::default_format_typers(names, locale)
 }
 
-/// Fail closed: hiding a last seen that should show is a nuisance; showing
-/// one that should be hidden is a privacy leak.
-pub(super) fn privacy_view() -> View {
+/// Fail closed: hiding a status that should show is a nuisance; showing an
+/// invisible user online, or a hidden last seen, is a privacy leak. A user's
+/// own status is no secret from them.
+pub(super) fn privacy_view(request: &ViewRequest) -> View {
+    if request.relationship.self_view {
+        return View {
+            show_status: true,
+            last_seen: LastSeenView::Exact,
+        };
+    }
     View {
-        show_status: true,
+        show_status: false,
         last_seen: LastSeenView::Hidden,
     }
 }
@@ -94,7 +102,22 @@ mod tests {
     }
 
     #[test]
-    fn privacy_fallback_hides_last_seen() {
-        assert_eq!(privacy_view().last_seen, LastSeenView::Hidden);
+    fn privacy_fallback_hides_everything_from_everyone_but_the_user() {
+        let open = crate::model::PrivacySettings {
+            show_last_seen: true,
+            last_seen_visibility: crate::model::Visibility::Everyone,
+        };
+        let mut request = ViewRequest {
+            relationship: Default::default(),
+            viewer: open,
+            subject: open,
+            last_seen_age_secs: Some(60),
+        };
+        request.relationship.in_subject_contacts = true;
+        let other = privacy_view(&request);
+        assert!(!other.show_status);
+        assert_eq!(other.last_seen, LastSeenView::Hidden);
+        request.relationship.self_view = true;
+        assert!(privacy_view(&request).show_status);
     }
 }

@@ -554,13 +554,13 @@ impl Policies {
         }
     }
 
-    /// What `request.viewer` sees of the subject; on any failure the last
-    /// seen is hidden.
+    /// What `request.viewer` sees of the subject; on any failure, nothing
+    /// (unless it is their own).
     pub fn privacy_view(&self, request: &ViewRequest) -> View {
         let privacy = self.privacy.current();
         privacy_view(&privacy, request).unwrap_or_else(|Trapped| {
             self.privacy.after_failure(&privacy);
-            fallback::privacy_view()
+            fallback::privacy_view(request)
         })
     }
 
