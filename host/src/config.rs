@@ -50,6 +50,9 @@ pub struct Config {
     pub jwt_user_claim: String,
     /// Bearer key of the admin API; generated into `data_dir` when absent.
     pub admin_key: Option<String>,
+    /// A read-only bearer token for `/metrics` alone, so a scraper need not
+    /// hold the admin key (which also installs plugins).
+    pub metrics_token: Option<String>,
     /// Directory with `typing.wasm`, `status.wasm`, `privacy.wasm` overriding the built-ins.
     pub plugin_dir: Option<PathBuf>,
     /// Holds generated secrets (mode 0600).
@@ -150,6 +153,7 @@ impl Default for Config {
             jwt_leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
             jwt_user_claim: "sub".to_owned(),
             admin_key: None,
+            metrics_token: None,
             plugin_dir: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             cors_origins: Vec::new(),
@@ -242,6 +246,9 @@ impl Config {
         }
         if let Some(v) = get("PRESENCE_ADMIN_KEY") {
             self.admin_key = Some(v);
+        }
+        if let Some(v) = get("PRESENCE_METRICS_TOKEN") {
+            self.metrics_token = Some(v);
         }
         if let Some(v) = get("PRESENCE_PLUGIN_DIR") {
             self.plugin_dir = Some(v.into());

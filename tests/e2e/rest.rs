@@ -196,6 +196,42 @@ async fn metrics_are_exported_for_prometheus_behind_the_admin_key() {
 }
 
 #[tokio::test]
+async fn a_metrics_token_opens_metrics_and_nothing_else() {
+    const SCRAPER: &str = "scraper-token-0123456789";
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let app = spawn_app_on(url, dir, |c| c.metrics_token = Some(SCRAPER.into())).await;
+    let get = |path: &'static str, key: &'static str| {
+        let r = app.http.get(app.url(path)).bearer_auth(key).send();
+        async move { r.await.unwrap().status() }
+    };
+    assert_eq!(get("/metrics", SCRAPER).await, StatusCode::OK);
+    assert_eq!(
+        get("/metrics", ADMIN_KEY).await,
+        StatusCode::OK,
+        "the admin key too"
+    );
+    assert_eq!(
+        get("/metrics", "scraper-token-wrong").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/api/v1/admin/plugins", SCRAPER).await,
+        StatusCode::UNAUTHORIZED,
+        "it is read-only: no admin route"
+    );
+    let install = app
+        .http
+        .put(app.url("/api/v1/admin/plugins/typing"))
+        .bearer_auth(SCRAPER)
+        .body(vec![0u8; 8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(install.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn my_own_status_wrong_methods_and_undecodable_paths_answer_with_the_envelope() {
     let app = spawn_app().await;
     let me = app.user("Me").await;

@@ -107,6 +107,7 @@ pub struct Auth {
     /// Present only for HS256, where we can mint tokens too.
     encoding: Option<EncodingKey>,
     admin_key: String,
+    metrics_token: Option<String>,
     leeway: Duration,
 }
 
@@ -164,6 +165,13 @@ impl Auth {
             .into_iter()
             .map(|a| (a, validation(config, a)))
             .collect();
+        if config
+            .metrics_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            bail!("PRESENCE_METRICS_TOKEN (metrics_token) must be at least 16 characters");
+        }
         if config.jwt_user_claim.is_empty() {
             bail!("PRESENCE_JWT_USER_CLAIM (jwt_user_claim) is empty");
         }
@@ -173,6 +181,7 @@ impl Auth {
             user_claim: config.jwt_user_claim.clone(),
             encoding,
             admin_key,
+            metrics_token: config.metrics_token.clone(),
             leeway: Duration::from_secs(config.jwt_leeway_secs),
         })
     }
@@ -269,6 +278,15 @@ impl Auth {
         } else {
             Err(AuthError::Invalid)
         }
+    }
+
+    /// `/metrics` opens to the admin key or the read-only metrics token.
+    pub fn verify_metrics_reader(&self, key: &str) -> Result<(), AuthError> {
+        let token = self.metrics_token.as_deref();
+        if token.is_some_and(|t| constant_time_eq(key.as_bytes(), t.as_bytes())) {
+            return Ok(());
+        }
+        self.verify_admin(key)
     }
 
     /// Mints a user token; only possible with an HS256 secret.

@@ -67,6 +67,17 @@ impl Modify for Security {
             ),
         );
         components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The read-only metrics token (PRESENCE_METRICS_TOKEN): opens /metrics alone",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "admin_key",
             SecurityScheme::Http(
                 HttpBuilder::new()

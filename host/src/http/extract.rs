@@ -52,6 +52,22 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// The bearer of the admin key or of the read-only metrics token.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        state
+            .auth
+            .verify_metrics_reader(key)
+            .map(|_| MetricsReader)
+            .map_err(|_| ApiError::Unauthorized)
+    }
+}
+
 /// A JSON body whose errors answer 400 with the envelope.
 pub struct Body<T>(pub T);
 

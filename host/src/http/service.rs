@@ -42,14 +42,17 @@ pub async fn client_js() -> impl IntoResponse {
     )
 }
 
-/// Prometheus text exposition, scraped with the admin key.
+/// Prometheus text exposition, scraped with the metrics token or the admin key.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    security(("admin_key" = [])),
+    security(("metrics_token" = []), ("admin_key" = [])),
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "No admin key", body = Refused),
+        (status = 401, description = "Neither the metrics token nor the admin key", body = Refused),
     ))]
-pub async fn metrics(State(state): State<AppState>, _: extract::Admin) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    _: extract::MetricsReader,
+) -> impl IntoResponse {
     let p = &state.presence;
     let users = p.registry.users.len();
     let cluster_up = p.cluster.as_ref().map(|c| c.is_up());
