@@ -118,6 +118,9 @@ pub struct Limits {
     pub plugin_memory_bytes: usize,
     /// Largest admin or REST JSON body.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive, in all: a body trickled
+    /// byte by byte must not hold a connection and a task for ever.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -132,6 +135,7 @@ impl Default for Limits {
             plugin_call_deadline_ms: 10,
             plugin_memory_bytes: 16 * 1024 * 1024,
             max_body_bytes: 1024 * 1024,
+            body_read_timeout_ms: 30_000,
         }
     }
 }

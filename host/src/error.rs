@@ -23,6 +23,8 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The node cannot serve; the message says what it waits for.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -45,6 +47,7 @@ impl ApiError {
             ApiError::TooManyIds(_) => (StatusCode::BAD_REQUEST, "too_many_ids"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PluginRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_rejected"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -118,8 +121,8 @@ pub struct Refused {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RefusedBody {
     /// `bad_request`, `unauthorized`, `origin_not_allowed`, `user_not_found`,
-    /// `too_many_ids`, `not_found`, `method_not_allowed`, `unavailable`,
-    /// `plugin_rejected`, `conflict` or `internal`.
+    /// `too_many_ids`, `not_found`, `method_not_allowed`, `request_timeout`,
+    /// `unavailable`, `plugin_rejected`, `conflict` or `internal`.
     pub code: String,
     /// For people; never an internal detail.
     pub message: String,

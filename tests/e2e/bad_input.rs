@@ -218,3 +218,51 @@ async fn malformed_rest_input_gets_400_with_the_envelope() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "bad_request");
 }
+
+/// A body trickled a byte at a time is cut off once its deadline passes,
+/// with 408 and the envelope; the trickle does not keep it alive.
+#[tokio::test]
+async fn a_trickled_body_gets_408_at_its_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let app = spawn_app_on(url, dir, |c| c.limits.body_read_timeout_ms = 500).await;
+    let id = Uuid::new_v4();
+    let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let head = format!(
+        "PUT /api/v1/admin/users/{id} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    // One byte every 100 ms would take 100 s to finish the body.
+    let trickle = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if write.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let bounded = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while !String::from_utf8_lossy(&answer).contains("}}") {
+            let n = read.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    trickle.abort();
+    bounded.expect("the trickled request was never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(20), read.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection is closed after the answer"
+    );
+}

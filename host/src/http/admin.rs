@@ -3,7 +3,6 @@
 //! handler checks its input and makes one call into the presence state; its
 //! types and `#[utoipa::path]` are the OpenAPI document (`docs`).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Json;
 use chrono::{DateTime, Utc};
@@ -12,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::extract::{Admin, Body, Path, parse_uuid};
+use super::extract::{Admin, Body, Path, Upload, parse_uuid};
 use crate::error::{ApiError, Okay, Refused, ok};
 use crate::policy::{Slot, SlotInfo};
 use crate::protocol::ser_time;
@@ -318,7 +317,7 @@ pub async fn install_plugin(
     State(state): State<AppState>,
     _: Admin,
     Path(slot): Path<String>,
-    body: Bytes,
+    Upload(body): Upload,
 ) -> Reply<PluginSlot> {
     let slot = parse_slot(&slot)?;
     let info = state.presence.install_plugin(slot, body).await?;

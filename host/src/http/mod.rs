@@ -96,5 +96,9 @@ pub fn router(state: AppState) -> Router {
         .merge(browser)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::body_deadline,
+        ))
         .with_state(state)
 }
