@@ -112,6 +112,8 @@ pub struct Limits {
     pub flood_close_after: u32,
     /// Ids in one batch status query (SPEC §5).
     pub max_batch_ids: usize,
+    /// Open connections one user may hold on a node (devices, tabs).
+    pub connections_per_user: u32,
     /// CPU time one plugin call may use before it is interrupted.
     pub plugin_call_deadline_ms: u64,
     /// Linear memory one plugin instance may grow to.
@@ -132,6 +134,7 @@ impl Default for Limits {
             frame_burst: 100,
             flood_close_after: 50,
             max_batch_ids: 100,
+            connections_per_user: 20,
             plugin_call_deadline_ms: 10,
             plugin_memory_bytes: 16 * 1024 * 1024,
             max_body_bytes: 1024 * 1024,

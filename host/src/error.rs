@@ -25,6 +25,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    #[error("too many open connections for this user: at most {0}")]
+    TooManyConnections(u32),
     /// The node cannot serve; the message says what it waits for.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -48,6 +50,9 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::TooManyConnections(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::PluginRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plugin_rejected"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -122,7 +127,8 @@ pub struct Refused {
 pub struct RefusedBody {
     /// `bad_request`, `unauthorized`, `origin_not_allowed`, `user_not_found`,
     /// `too_many_ids`, `not_found`, `method_not_allowed`, `request_timeout`,
-    /// `unavailable`, `plugin_rejected`, `conflict` or `internal`.
+    /// `too_many_connections`, `unavailable`, `plugin_rejected`, `conflict`
+    /// or `internal`.
     pub code: String,
     /// For people; never an internal detail.
     pub message: String,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use presence::model::{PrivacySettings, Visibility};
 use presence::policy::{
     BUILTIN_SOURCE, LastSeenView, Policies, PolicyConfig, Relationship, Slot, StatusConfig,
-    TypingDecision, TypingLimits, TypingStart, View, ViewRequest, WatcherScope,
+    TypingDecision, TypingLimits, TypingStart, View, ViewRequest, WatcherScope, canonical_locale,
 };
 
 fn builtin() -> Policies {
@@ -24,6 +24,53 @@ fn with_plugin_dir(files: &[(&str, &[u8])]) -> (tempfile::TempDir, anyhow::Resul
     };
     let policies = Policies::load(&config);
     (dir, policies)
+}
+
+#[test]
+fn locale_tags_are_put_in_canonical_case_and_cut_to_language_script_region() {
+    for (asked, canonical) in [
+        ("th", Some("th")),
+        ("TH_th", Some("th-TH")),
+        ("zh-hant-tw", Some("zh-Hant-TW")),
+        ("es-419", Some("es-419")),
+        ("en-GB-oxendict", Some("en-GB")),
+        ("de-x-private", Some("de")),
+        ("en-latn-latn", Some("en-Latn")),
+        ("x-private", None),
+        ("e", None),
+        ("engl", None),
+        ("e1", None),
+        ("", None),
+    ] {
+        assert_eq!(canonical_locale(asked).as_deref(), canonical, "{asked}");
+    }
+}
+
+/// A client's `?locale=` becomes the least specific tag the typing policy
+/// words the same way, and English when it words it as English, so made-up
+/// locales cannot multiply the wording calls of a broadcast.
+#[test]
+fn locales_are_reduced_to_what_the_typing_policy_words() {
+    let policies = builtin();
+    for (asked, settled) in [
+        (Some("th"), "th"),
+        (Some("th-TH"), "th"),
+        (Some("TH_th"), "th"),
+        (Some("th-Thai-TH-x-private"), "th"),
+        (Some("en"), "en"),
+        (Some("en-GB"), "en"),
+        (Some("pt-BR"), "en"),
+        (Some("zz"), "en"),
+        (Some("qaa"), "en"),
+        (Some("../../etc/passwd"), "en"),
+        (Some("a"), "en"),
+        (Some(""), "en"),
+        (None, "en"),
+    ] {
+        assert_eq!(&*policies.locale(asked), settled, "{asked:?}");
+    }
+    let long = "x".repeat(100_000);
+    assert_eq!(&*policies.locale(Some(&long)), "en");
 }
 
 #[test]

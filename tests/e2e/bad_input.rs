@@ -266,3 +266,50 @@ async fn a_trickled_body_gets_408_at_its_deadline() {
         "the connection is closed after the answer"
     );
 }
+
+/// One account cannot open connections without end: over the cap the
+/// upgrade is refused with 429, and a closed connection gives its place back.
+#[tokio::test]
+async fn connections_over_the_per_user_cap_are_refused_with_429() {
+    use tokio_tungstenite::tungstenite;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let app = spawn_app_on(url, dir, |c| c.limits.connections_per_user = 3).await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    let token = token_for(ann, None);
+    let url = format!("ws://{}/ws?token={token}", app.addr);
+    let mut open = Vec::new();
+    for locale in ["en", "th", "qaa"] {
+        open.push(app.connect_with(&token, Some(locale)).await);
+    }
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 429);
+            let body: serde_json::Value =
+                serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+        }
+        other => panic!(
+            "a fourth connection was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let _bob = app.connect(bob).await;
+
+    open.pop().unwrap().close().await;
+    // The session ends just after its close; bounded, so a leak fails.
+    let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
+    loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(_) => break,
+            Err(tungstenite::Error::Http(r)) if r.status().as_u16() == 429 => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place was never given back"
+                );
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

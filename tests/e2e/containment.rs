@@ -13,10 +13,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// Locales for which the hostile typing policy's `format-typers` misbehaves.
-const BAD_LOCALES: [&str; 6] = ["loop", "alloc", "panic", "env", "clock", "garbage"];
-/// The bad locales whose calls trap (`garbage` returns, and is refused after).
-const TRAPPING_LOCALES: [&str; 5] = ["loop", "alloc", "panic", "env", "clock"];
+/// Locales for which the hostile typing policy's `format-typers` misbehaves:
+/// loop, alloc, panic, env, clock, garbage (see `tests/plugins/hostile-typing`).
+const BAD_LOCALES: [&str; 6] = ["qlo", "qal", "qpa", "qen", "qcl", "qga"];
+/// The bad locales whose calls trap (garbage returns, and is refused after).
+const TRAPPING_LOCALES: [&str; 5] = ["qlo", "qal", "qpa", "qen", "qcl"];
 /// What the host answers when `format-typers` fails (`policy/fallback.rs`).
 const FALLBACK_TEXT: &str = "Ann is typing…";
 /// What the hostile typing policy answers for a well-behaved locale.
@@ -154,7 +155,7 @@ async fn repeated_failures_roll_the_slot_back_to_the_last_good_plugin() {
 
     // The built-in policy serves the next event: Thai for a Thai recipient
     // (the hostile one answered tagged English, the fallback plain English).
-    let panic = TRAPPING_LOCALES.iter().position(|l| *l == "panic").unwrap();
+    let panic = TRAPPING_LOCALES.iter().position(|l| *l == "qpa").unwrap();
     let thai = app.user("Tam").await;
     let mut t = connect_in(&app, thai, "th").await;
     let conversation = app.conversation(&[ann, thai, members[1 + panic]]).await;
@@ -249,7 +250,7 @@ async fn a_plugin_that_keeps_answering_garbage_is_rolled_back() {
     install(&app, "typing", env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).await;
     let (ann, vic) = (app.user("Ann").await, app.user("Vic").await);
     let mut a = app.connect(ann).await;
-    let mut v = connect_in(&app, vic, "garbage").await;
+    let mut v = connect_in(&app, vic, "qga").await;
     for _ in 0..presence::policy::AUTO_ROLLBACK_AFTER {
         // A conversation each, so no rate window holds a broadcast back.
         let conversation = app.conversation(&[ann, vic]).await;

@@ -189,6 +189,27 @@ async fn group_summaries_are_worded_for_each_recipients_locale() {
     assert_eq!(f["text"], "Sarah, Mike and 1 other are typing…");
 }
 
+/// A regional tag is worded as its language; a made-up one, in English.
+#[tokio::test]
+async fn regional_and_unknown_locales_are_worded_as_the_policy_words_them() {
+    let app = spawn_app().await;
+    let (ann, tam, zed) = (
+        app.user("Ann").await,
+        app.user("Tam").await,
+        app.user("Zed").await,
+    );
+    let conv = app.conversation(&[ann, tam, zed]).await;
+    let mut a = app.connect(ann).await;
+    let mut t = app.connect_with(&token_for(tam, None), Some("th-TH")).await;
+    let mut z = app
+        .connect_with(&token_for(zed, None), Some("qaa-Fake-ZZ"))
+        .await;
+    a.send("typing_start", json!({"conversation_id": conv}))
+        .await;
+    assert_eq!(t.next_of("user_typing").await["text"], "Ann กำลังพิมพ์...");
+    assert_eq!(z.next_of("user_typing").await["text"], "Ann is typing…");
+}
+
 #[tokio::test]
 async fn typing_stops_when_the_last_connection_closes() {
     let app = spawn_app().await;

@@ -346,13 +346,14 @@ pub async fn asyncapi() -> impl IntoResponse {
 #[utoipa::path(get, path = "/ws", tag = "users",
     params(
         ("token" = Option<String>, Query, description = "The user's JWT (or an `Authorization: Bearer` header)"),
-        ("locale" = Option<String>, Query, description = "BCP 47 tag for typing summaries; default `en`"),
+        ("locale" = Option<String>, Query, description = "BCP 47 tag for typing summaries; default `en`. Reduced to what the typing policy words (`th-TH` → `th`); a tag it words as English, or a malformed one, is `en`"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; the first event is `ready`"),
         (status = 400, description = "Not a valid WebSocket handshake"),
         (status = 401, description = "No valid token", body = Refused),
         (status = 403, description = "`origin_not_allowed`: a browser page of an origin PRESENCE_CORS_ORIGINS does not list", body = Refused),
+        (status = 429, description = "`too_many_connections`: the user already holds `limits.connections_per_user` connections on this node", body = Refused),
     ))]
 #[allow(dead_code)] // documentation only
 async fn websocket() {}

@@ -3,7 +3,6 @@
 //! to a WebSocket session.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
@@ -15,9 +14,6 @@ use super::AppState;
 use super::extract::bearer;
 use crate::error::ApiError;
 use crate::ws::{handshake, session};
-
-/// Longest locale tag accepted from `?locale=`.
-const MAX_LOCALE_LEN: usize = 35;
 
 pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Response {
     let accept = match handshake::accept_key(req.headers()) {
@@ -51,11 +47,14 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
     let Some(user) = user else {
         return ApiError::Unauthorized.into_response();
     };
-    let locale: Arc<str> = query
-        .get("locale")
-        .filter(|l| !l.is_empty() && l.len() <= MAX_LOCALE_LEN)
-        .map(|l| Arc::from(l.as_str()))
-        .unwrap_or_else(|| Arc::from("en"));
+    let cap = state.presence.limits.connections_per_user;
+    let Some(admission) = state.presence.registry.admit(user.id, cap) else {
+        return ApiError::TooManyConnections(cap).into_response();
+    };
+    let locale = state
+        .presence
+        .policies
+        .locale(query.get("locale").map(String::as_str));
     let token = state.sessions.token();
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -76,7 +75,7 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
             state.shutdown,
         )
         .await;
-        drop(token);
+        drop((admission, token));
     });
     handshake::switching_protocols(accept)
 }

@@ -295,6 +295,7 @@ pub struct Policies {
     engine: Arc<PolicyEngine>,
     limits: Limits,
     summaries: Mutex<Summaries>,
+    locales: Mutex<Locales>,
 }
 
 /// Typing summaries already worded by the serving typing component. A
@@ -350,6 +351,60 @@ impl Summaries {
     }
 }
 
+/// The locale of clients that ask for none, or for one the typing policy
+/// does not word.
+pub const DEFAULT_LOCALE: &str = "en";
+
+/// Locales already settled for the serving typing component: a requested
+/// tag and the least specific tag worded the same way.
+#[derive(Default)]
+struct Locales {
+    /// The component that settled them; another one starts afresh.
+    sha256: String,
+    by_tag: HashMap<Box<str>, Arc<str>>,
+}
+
+/// Distinct tags remembered; beyond it, new tags are settled each time.
+const LOCALE_CACHE: usize = 1024;
+/// Names that bring out a wording's singular, dual and plural forms alike.
+const LOCALE_PROBE: [&str; 3] = ["Ann", "Bob", "Cy"];
+
+/// `?locale=` in canonical BCP 47 case, reduced to language, script and
+/// region (`zh-hant-tw` → `zh-Hant-TW`, `th_TH` → `th-TH`); `None` when it
+/// does not start with a 2–3 letter language.
+pub fn canonical_locale(requested: &str) -> Option<String> {
+    let mut subtags = requested.split(['-', '_']);
+    let language = subtags.next()?;
+    if !(2..=3).contains(&language.len()) || !language.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    let mut tag = language.to_ascii_lowercase();
+    let mut script_allowed = true;
+    for sub in subtags {
+        let alpha = sub.bytes().all(|b| b.is_ascii_alphabetic());
+        match sub.len() {
+            4 if alpha && script_allowed => {
+                tag.push('-');
+                tag.push_str(&sub[..1].to_ascii_uppercase());
+                tag.push_str(&sub[1..].to_ascii_lowercase());
+                script_allowed = false;
+            }
+            2 if alpha => {
+                tag.push('-');
+                tag.push_str(&sub.to_ascii_uppercase());
+                break;
+            }
+            3 if sub.bytes().all(|b| b.is_ascii_digit()) => {
+                tag.push('-');
+                tag.push_str(sub);
+                break;
+            }
+            _ => break,
+        }
+    }
+    Some(tag)
+}
+
 /// Why a component was refused; the slot keeps serving its current one.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:#}")]
@@ -377,6 +432,7 @@ impl Policies {
             engine,
             limits,
             summaries: Mutex::default(),
+            locales: Mutex::default(),
         };
         // Files go through the same validation as an upload, and the
         // built-in stays behind them for rollback.
@@ -516,6 +572,11 @@ impl Policies {
     /// The summary shown to one recipient; `names` in the order they started
     /// typing, the recipient excluded. `locale` is a BCP 47 tag.
     pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
+        self.try_format_typers(names, locale)
+            .unwrap_or_else(|Trapped| fallback::format_typers(names, locale))
+    }
+
+    fn try_format_typers(&self, names: &[&str], locale: &str) -> Result<String, Trapped> {
         let typing = self.typing.current();
         let hash = Summaries::key(names, locale);
         if let Some(s) = self
@@ -525,20 +586,63 @@ impl Policies {
         {
             // A success for the failure streak, as the call it stands for was.
             typing.accept("format-typers");
-            return s;
+            return Ok(s);
         }
         match format_typers(&typing, names, locale) {
             Ok(summary) => {
                 self.summaries
                     .lock()
                     .put(&typing.sha256, hash, names, locale, &summary);
-                summary
+                Ok(summary)
             }
             Err(Trapped) => {
                 self.typing.after_failure(&typing);
-                fallback::format_typers(names, locale)
+                Err(Trapped)
             }
         }
+    }
+
+    /// The locale a client's typing texts are worded in: the least specific
+    /// form of `requested` that the typing policy words as it words
+    /// `requested`, or [`DEFAULT_LOCALE`] when it words it as English. So one
+    /// user's many connections with made-up locales cost one wording, not one
+    /// each. A tag the policy fails to word is kept, so that the failure is
+    /// met (and counted) where its wording is needed.
+    pub fn locale(&self, requested: Option<&str>) -> Arc<str> {
+        let Some(tag) = requested.and_then(canonical_locale) else {
+            return Arc::from(DEFAULT_LOCALE);
+        };
+        let sha256 = self.typing.current().sha256.clone();
+        {
+            let locales = self.locales.lock();
+            if locales.sha256 == sha256
+                && let Some(settled) = locales.by_tag.get(tag.as_str())
+            {
+                return settled.clone();
+            }
+        }
+        let probe = |locale: &str| self.try_format_typers(&LOCALE_PROBE, locale);
+        let settled: Arc<str> = match (probe(&tag), probe(DEFAULT_LOCALE)) {
+            (Ok(worded), Ok(english)) if worded == english => Arc::from(DEFAULT_LOCALE),
+            (Ok(worded), _) => {
+                // From the language alone to the whole tag: the first worded alike.
+                let mut cuts = tag.match_indices('-').map(|(i, _)| i).chain([tag.len()]);
+                let end = cuts
+                    .find(|&end| probe(&tag[..end]).is_ok_and(|w| w == worded))
+                    .unwrap_or(tag.len());
+                Arc::from(&tag[..end])
+            }
+            (Err(Trapped), _) => Arc::from(tag.as_str()),
+        };
+        let mut locales = self.locales.lock();
+        if locales.sha256 != sha256 {
+            locales.by_tag.clear();
+            locales.sha256 = sha256;
+        }
+        if locales.by_tag.len() < LOCALE_CACHE {
+            locales.by_tag.insert(tag.into(), settled.clone());
+        }
+        settled
     }
 
     /// Asked once when the component was loaded.

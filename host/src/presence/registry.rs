@@ -152,9 +152,46 @@ pub struct UserEntry {
 pub struct Registry {
     pub(crate) users: DashMap<Uuid, UserEntry>,
     next_session: AtomicU64,
+    /// Connections per user from the upgrade on, before their session
+    /// registers, so a burst of upgrades cannot slip past the cap.
+    admitted: Arc<DashMap<Uuid, u32>>,
+}
+
+/// A connection's place under its user's cap; given back on drop.
+#[derive(Debug)]
+pub struct Admission {
+    admitted: Arc<DashMap<Uuid, u32>>,
+    user: Uuid,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.admitted.remove_if_mut(&self.user, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
 }
 
 impl Registry {
+    /// A place for one more connection of `user`, unless they hold `cap`.
+    pub fn admit(&self, user: Uuid, cap: u32) -> Option<Admission> {
+        let mut n = self.admitted.entry(user).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Admission {
+            admitted: self.admitted.clone(),
+            user,
+        })
+    }
+
+    /// Users holding admissions; empty when every connection has closed.
+    pub fn admitted_users(&self) -> usize {
+        self.admitted.len()
+    }
+
     pub fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -220,6 +257,24 @@ mod tests {
         let mut got = Vec::new();
         handle.out.drain(|f| got.push(f.as_str().to_owned()));
         assert_eq!(got, ["1", "2"], "nothing beyond the bound was kept");
+    }
+
+    #[test]
+    fn admissions_are_capped_per_user_and_given_back() {
+        let registry = Registry::default();
+        let (ann, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = registry.admit(ann, 2).unwrap();
+        let _second = registry.admit(ann, 2).unwrap();
+        assert!(registry.admit(ann, 2).is_none(), "over the cap");
+        assert!(
+            registry.admit(bob, 2).is_some(),
+            "another user's cap is theirs"
+        );
+        drop(first);
+        let _third = registry.admit(ann, 2).expect("a place was given back");
+        drop(_third);
+        drop(_second);
+        assert_eq!(registry.admitted_users(), 0, "nothing left behind");
     }
 
     #[test]

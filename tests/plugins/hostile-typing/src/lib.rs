@@ -3,14 +3,17 @@
 //! recipient's locale, so one conversation can hold a well-served recipient
 //! and a hostile call side by side:
 //!
+//! The locales are private-use language codes (BCP 47 `qaa`–`qtz`), so the
+//! host passes them on like any well-formed tag:
+//!
 //! | locale    | `format-typers` …                                      |
 //! |-----------|--------------------------------------------------------|
-//! | `loop`    | never returns (spins until the host's CPU deadline)    |
-//! | `alloc`   | allocates until the host's memory cap stops it         |
-//! | `panic`   | panics                                                 |
-//! | `env`     | reads `$HOME` (a WASI import, which the host traps)    |
-//! | `clock`   | reads the wall clock (a WASI import, likewise)         |
-//! | `garbage` | answers a 5000-byte "summary" (over the host's 1 KiB)  |
+//! | `qlo` (loop)    | never returns (spins until the host's CPU deadline)    |
+//! | `qal` (alloc)   | allocates until the host's memory cap stops it         |
+//! | `qpa` (panic)   | panics                                                 |
+//! | `qen` (env)     | reads `$HOME` (a WASI import, which the host traps)    |
+//! | `qcl` (clock)   | reads the wall clock (a WASI import, likewise)         |
+//! | `qga` (garbage) | answers a 5000-byte "summary" (over the host's 1 KiB)  |
 //! | otherwise | answers [`MARKER`]-tagged English, e.g. `Ann is typing… [hostile-typing]` |
 //!
 //! Every other locale passes the host's conformance vectors, so the
@@ -32,12 +35,12 @@ pub struct Policy;
 impl TypingPolicy for Policy {
     fn format_typers(names: &[String], locale: &str) -> String {
         match locale {
-            "loop" => spin(),
-            "alloc" => hoard(),
-            "panic" => panic!("hostile-typing: asked to panic for {} typers", names.len()),
-            "env" => format!("{:?}", std::env::var("HOME")),
-            "clock" => format!("{:?}", std::time::SystemTime::now()),
-            "garbage" => "x".repeat(GARBAGE_BYTES),
+            "qlo" => spin(),
+            "qal" => hoard(),
+            "qpa" => panic!("hostile-typing: asked to panic for {} typers", names.len()),
+            "qen" => format!("{:?}", std::env::var("HOME")),
+            "qcl" => format!("{:?}", std::time::SystemTime::now()),
+            "qga" => "x".repeat(GARBAGE_BYTES),
             _ => summary(names),
         }
     }
@@ -93,7 +96,7 @@ mod tests {
     #[test]
     fn garbage_is_over_the_hosts_summary_cap() {
         assert_eq!(
-            Policy::format_typers(&names(&["Ann"]), "garbage").len(),
+            Policy::format_typers(&names(&["Ann"]), "qga").len(),
             GARBAGE_BYTES
         );
     }
