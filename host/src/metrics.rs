@@ -96,6 +96,8 @@ pub struct Metrics {
     pub typing_fanout: Histogram,
     /// From a status change to every watcher's frame queued.
     pub status_fanout: Histogram,
+    /// Status fan-outs the store failed, each retried.
+    pub status_fanout_failures: AtomicU64,
     /// One write-behind flush of `last_seen`.
     pub flush: Histogram,
     pub flush_failures: AtomicU64,
@@ -126,6 +128,7 @@ pub static METRICS: Metrics = Metrics {
     send_queue_drops: AtomicU64::new(0),
     typing_fanout: Histogram::new(),
     status_fanout: Histogram::new(),
+    status_fanout_failures: AtomicU64::new(0),
     flush: Histogram::new(),
     flush_failures: AtomicU64::new(0),
     cluster_published: [const { AtomicU64::new(0) }; ClusterKind::NAMES.len()],
@@ -219,6 +222,12 @@ impl Metrics {
             &mut out,
             "presence_status_fanout_seconds",
             "Status change to every watcher queued.",
+        );
+        counter(
+            &mut out,
+            "presence_status_fanout_failures_total",
+            "Status fan-outs the store failed; each is retried.",
+            self.status_fanout_failures.load(Ordering::Relaxed),
         );
         self.flush.render(
             &mut out,

@@ -34,6 +34,11 @@ async fn wait_for_health(app: &TestApp, want: StatusCode) {
 
 /// Failed `last_seen` flushes so far (the counter is process-wide).
 async fn flush_failures(app: &TestApp) -> f64 {
+    counter(app, "presence_last_seen_flush_failures_total").await
+}
+
+/// A counter of `/metrics` (process-wide: other tests may move it too).
+async fn counter(app: &TestApp, name: &str) -> f64 {
     let text = app
         .http
         .get(app.url("/metrics"))
@@ -44,8 +49,7 @@ async fn flush_failures(app: &TestApp) -> f64 {
         .text()
         .await
         .unwrap();
-    presence_e2e::cluster::parse_metric(&text, "presence_last_seen_flush_failures_total")
-        .expect("the flush failure counter")
+    presence_e2e::cluster::parse_metric(&text, name).expect(name)
 }
 
 #[tokio::test]
@@ -107,6 +111,50 @@ async fn last_seen_written_during_a_database_outage_is_retried_not_lost() {
         "the stored last_seen ({stored}) is when she left ({left_at})"
     );
     drop(conn);
+    app.stop().await.expect("clean exit");
+    schema.drop().await;
+}
+
+/// A status change whose fan-out needs the store while it is away (here the
+/// watchers, just changed through the admin API, are not cached) reaches
+/// the watchers once the store is back, instead of being dropped.
+#[tokio::test]
+async fn a_status_fan_out_that_meets_a_database_outage_is_retried() {
+    let Some(schema) =
+        PgSchema::create("a_status_fan_out_that_meets_a_database_outage_is_retried").await
+    else {
+        return;
+    };
+    let proxy = TcpProxy::start(target_of(&schema.url)).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_on(proxy.url_for(&schema.url), dir, |_| {}).await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    app.contacts(bob, &[ann]).await;
+    let mut b = app.connect(bob).await;
+    let a = app.connect(ann).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    // The same contacts again: Ann's watchers are read afresh next time.
+    app.contacts(bob, &[ann]).await;
+
+    proxy.cut();
+    wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let failures_before = counter(&app, "presence_status_fanout_failures_total").await;
+    a.close().await;
+    // After the grace, the fan-out meets the outage.
+    let started = std::time::Instant::now();
+    while counter(&app, "presence_status_fanout_failures_total").await <= failures_before {
+        assert!(started.elapsed() < WITHIN, "no fan-out met the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        b.drain().await.is_empty(),
+        "nothing told while the store is away"
+    );
+    proxy.restore();
+    let offline = b.next_of("user_status").await;
+    assert_eq!(offline["status"], "offline", "{offline}");
+    assert_eq!(offline["user_id"], ann.to_string());
+    drop(b);
     app.stop().await.expect("clean exit");
     schema.drop().await;
 }

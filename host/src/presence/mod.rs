@@ -56,6 +56,8 @@ pub struct Presence {
     pub(crate) announced: dashmap::DashMap<uuid::Uuid, (u64, Status)>,
     /// Status fan-outs that wait on the store run here; shutdown waits for them.
     pub(crate) tasks: TaskTracker,
+    /// Cancelled at shutdown: what retries stops retrying.
+    pub(crate) stopping: CancellationToken,
     pub limits: Limits,
     /// Redis fan-out and live presence; `None` on a node that runs alone.
     pub cluster: Option<Arc<Cluster>>,
@@ -81,6 +83,7 @@ impl Presence {
         webhooks: Option<Arc<Webhooks>>,
     ) -> (Arc<Presence>, PresenceTasks) {
         let (timers, timer_task) = Timers::new();
+        let stop = CancellationToken::new();
         let presence = Arc::new(Presence {
             policies,
             directory: Directory::new(store),
@@ -91,11 +94,11 @@ impl Presence {
             status_seq: Default::default(),
             announced: Default::default(),
             tasks: TaskTracker::new(),
+            stopping: stop.clone(),
             limits,
             cluster,
             webhooks,
         });
-        let stop = CancellationToken::new();
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
         let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
         let cluster_tasks = match &presence.cluster {

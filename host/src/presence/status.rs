@@ -25,6 +25,12 @@ use crate::store;
 
 /// Watchers decided between two yields of a status fan-out.
 const YIELD_EVERY: usize = 256;
+/// A status fan-out the store failed is tried again after this, doubling…
+const ANNOUNCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// …up to this…
+const ANNOUNCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// …for this long, unless a newer change of the same user was told first.
+const ANNOUNCE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Presence {
     /// Registers a new connection. Returns its handle and the `ready` frame,
@@ -337,8 +343,32 @@ impl Presence {
     ) {
         let this = self.clone();
         self.tasks.spawn(async move {
-            if let Err(e) = this.announce(subject, change, replay).await {
-                tracing::warn!(error = %e, %subject, "status fan-out failed");
+            let mut wait = ANNOUNCE_RETRY_FIRST;
+            let started = Instant::now();
+            loop {
+                let Err(e) = this.announce(subject, change, replay).await else {
+                    return;
+                };
+                METRICS
+                    .status_fanout_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if this
+                    .announced
+                    .get(&subject)
+                    .is_some_and(|last| last.0 > change.seq)
+                {
+                    return; // A newer change was told meanwhile.
+                }
+                if started.elapsed() >= ANNOUNCE_RETRY_FOR {
+                    tracing::error!(error = %e, %subject, "status fan-out failed; gave up");
+                    return;
+                }
+                tracing::warn!(error = %e, %subject, retry_in = ?wait, "status fan-out failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = this.stopping.cancelled() => return,
+                }
+                wait = (wait * 2).min(ANNOUNCE_RETRY_MAX);
             }
         });
     }
