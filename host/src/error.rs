@@ -29,7 +29,7 @@ pub enum ApiError {
     TooManyConnections(u32),
     /// The node cannot serve; the message says what it waits for.
     #[error("service unavailable: {0}")]
-    Unavailable(&'static str),
+    Unavailable(std::borrow::Cow<'static, str>),
     /// A plugin component was refused; the message says why.
     #[error("{0}")]
     PluginRejected(String),

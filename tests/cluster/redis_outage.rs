@@ -268,3 +268,84 @@ async fn a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline() {
     let s = same_everywhere(&nodes, bob, &format!("/api/v1/users/{ann}/status")).await;
     assert_eq!(s["data"]["status"], "online", "{s}");
 }
+
+/// Redis takes the connection but refuses the subscription (an ACL): the
+/// node says why on `/healthz`, backs off instead of reconnecting in a
+/// tight loop, and links up again once the subscription is allowed.
+#[tokio::test]
+async fn a_refused_subscription_is_reported_and_retried_with_backoff() {
+    const TEST: &str = "a_refused_subscription_is_reported_and_retried_with_backoff";
+    if cluster::skip(TEST) {
+        return;
+    }
+    let redis = PrivateRedis::new().await;
+    let Some(c) = Cluster::start(
+        TEST,
+        1,
+        Options {
+            redis_url: Some(redis.url()),
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let node = &c[0];
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c
+    };
+    let _: () = cmd(&["ACL", "SETUSER", "default", "-subscribe"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = cmd(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let reason = eventually(
+        "/healthz says the subscription is refused",
+        RECONNECT,
+        async || {
+            let r = node.http.get(node.url("/healthz")).send().await.unwrap();
+            if r.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return None;
+            }
+            let body: serde_json::Value = r.json().await.unwrap();
+            let message = body["error"]["message"].as_str()?.to_owned();
+            message.contains("subscription failed").then_some(message)
+        },
+    )
+    .await;
+    assert!(
+        reason.contains("no permissions"),
+        "Redis's own reason: {reason}"
+    );
+
+    // Over a few seconds the node tries again a handful of times, not
+    // thousands (a tight loop).
+    let connections = async |conn: &mut redis::aio::MultiplexedConnection| {
+        let info: String = cmd(&["INFO", "stats"]).query_async(conn).await.unwrap();
+        cluster::parse_metric(&info.replace(':', " "), "total_connections_received").unwrap()
+    };
+    let before = connections(&mut conn).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // an observation window
+    let tries = connections(&mut conn).await - before;
+    assert!(tries <= 10.0, "{tries} connections in 3 s: no backoff");
+
+    let _: () = cmd(&["ACL", "SETUSER", "default", "+subscribe"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually("the node links up again", RECONNECT, async || {
+        (node.health().await == StatusCode::OK).then_some(())
+    })
+    .await;
+}

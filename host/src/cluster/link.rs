@@ -14,14 +14,27 @@ use crate::metrics::METRICS;
 
 /// Channels per SUBSCRIBE command when resubscribing everything.
 const SUBSCRIBE_CHUNK: usize = 1_000;
+/// A link that drops sooner than this after coming up keeps backing off, so
+/// a Redis that accepts and then refuses (an ACL, say) is not hammered.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 impl Cluster {
     /// Keeps one pub/sub connection subscribed to everything this node
     /// needs, reconnecting with backoff, and hands each message up in order.
     pub(super) async fn link(self: Arc<Self>, up: Up, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = FIRST_BACKOFF;
         let mut first = true;
+        let mut retry = false;
         loop {
+            if retry {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            retry = true;
             let pubsub = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = timed(self.client.get_async_pubsub()) => r,
@@ -30,30 +43,27 @@ impl Cluster {
                 Ok(p) => p.split(),
                 Err(e) => {
                     self.lost(&e);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
             {
                 let mut interest = self.interest.lock().await;
                 let channels = interest.channels(&self.names, &self.node);
-                let mut ok = true;
+                let mut refused = None;
                 for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-                    if timed(sink.subscribe(chunk)).await.is_err() {
-                        ok = false;
+                    if let Err(e) = timed(sink.subscribe(chunk)).await {
+                        refused = Some(e);
                         break;
                     }
                 }
-                if !ok {
+                if let Some(e) = refused {
+                    self.link_refused(&e);
                     continue;
                 }
                 interest.sink = Some(sink);
             }
-            backoff = Duration::from_millis(50);
+            let linked_at = tokio::time::Instant::now();
+            *self.link_error.lock() = None;
             self.link_up.store(true, Ordering::SeqCst);
             self.link_changed.notify_waiters();
             if !first {
@@ -93,6 +103,21 @@ impl Cluster {
             self.link_up.store(false, Ordering::SeqCst);
             self.interest.lock().await.sink = None;
             tracing::error!("Redis link lost: serving local users only");
+            if linked_at.elapsed() >= STABLE_LINK {
+                backoff = FIRST_BACKOFF;
+                retry = false;
+            }
+        }
+    }
+
+    /// Redis took the connection but refused the subscription: said once
+    /// per distinct reason, and kept for `/healthz`.
+    fn link_refused(&self, error: &anyhow::Error) {
+        let reason = error.to_string();
+        let mut last = self.link_error.lock();
+        if last.as_deref() != Some(reason.as_str()) {
+            tracing::error!(error = %reason, "Redis refused the subscription; retrying with backoff");
+            *last = Some(reason);
         }
     }
 

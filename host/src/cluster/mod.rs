@@ -119,6 +119,8 @@ pub struct Cluster {
     heartbeat: Duration,
     /// The pub/sub connection is subscribed and reading.
     link_up: AtomicBool,
+    /// Why the pub/sub link is down, when Redis said why.
+    link_error: parking_lot::Mutex<Option<String>>,
     /// The last command on the command connection succeeded.
     redis_up: AtomicBool,
     link_changed: Notify,
@@ -198,6 +200,7 @@ impl Cluster {
             lease: config.lease,
             heartbeat: config.heartbeat,
             link_up: AtomicBool::new(false),
+            link_error: parking_lot::Mutex::new(None),
             redis_up: AtomicBool::new(true),
             link_changed: Notify::new(),
             resync: AtomicBool::new(false),
@@ -219,6 +222,17 @@ impl Cluster {
     /// Redis answers and this node is subscribed: events cross nodes.
     pub fn is_up(&self) -> bool {
         self.link_up.load(Ordering::SeqCst) && self.redis_up.load(Ordering::SeqCst)
+    }
+
+    /// Why the node is not up, as far as it knows.
+    pub fn down_reason(&self) -> String {
+        if !self.redis_up.load(Ordering::SeqCst) {
+            return "Redis is unreachable".into();
+        }
+        match &*self.link_error.lock() {
+            Some(e) => format!("the Redis subscription failed: {e}"),
+            None => "the Redis subscription is not up yet".into(),
+        }
     }
 
     /// Waits (at most `limit`) until the node is subscribed, so the first

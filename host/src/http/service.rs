@@ -70,11 +70,11 @@ pub async fn metrics(
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.presence.store().ping().await {
         tracing::warn!(error = %e, "health check: database unreachable");
-        return ApiError::Unavailable("the database is unreachable").into_response();
+        return ApiError::Unavailable("the database is unreachable".into()).into_response();
     }
     if !state.auth.is_ready() {
         return ApiError::Unavailable(
-            "no key set fetched from the identity provider yet (PRESENCE_JWT_JWKS_URL)",
+            "no key set fetched from the identity provider yet (PRESENCE_JWT_JWKS_URL)".into(),
         )
         .into_response();
     }
@@ -97,9 +97,10 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             }),
         )
             .into_response(),
-        Some(_) => {
-            tracing::warn!("health check: Redis unreachable");
-            ApiError::Unavailable("Redis is unreachable").into_response()
+        Some(c) => {
+            let reason = c.down_reason();
+            tracing::warn!(%reason, "health check: the cluster link is down");
+            ApiError::Unavailable(reason.into()).into_response()
         }
     }
 }
