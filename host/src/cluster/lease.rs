@@ -23,6 +23,9 @@ pub(super) struct Pending {
     delivered: bool,
 }
 
+/// Users per script call of a full sync.
+const SYNC_CHUNK: usize = 1_000;
+
 /// What the update script is given per user: the field value (empty for
 /// gone) and, for gone, when.
 type Entry = (Uuid, String, Option<DateTime<Utc>>);
@@ -68,16 +71,36 @@ fn outcome(out: &[String]) -> Outcome {
     Outcome { gone, changes }
 }
 
+/// The update script calls that publish a whole state: flags and users.
+fn whole_state_calls(force: bool, entries: Vec<Entry>) -> Vec<(String, Vec<Entry>)> {
+    let chunks = entries.len().div_ceil(SYNC_CHUNK).max(1);
+    let mut entries = entries.into_iter();
+    (0..chunks)
+        .map(|i| {
+            let mut flags = String::from("r");
+            if force {
+                flags.push('f');
+            }
+            if i == 0 {
+                flags.push('b');
+            }
+            if i + 1 == chunks {
+                flags.push('e');
+            }
+            (flags, entries.by_ref().take(SYNC_CHUNK).collect())
+        })
+        .collect()
+}
+
 impl Cluster {
     /// Clears what a previous run under this node id left in Redis (its
     /// users are handed up as offline once the node runs) and tells every
     /// node that what it owned is gone.
     pub(super) async fn register(&self) -> anyhow::Result<()> {
         let left = self
-            .update("r", Vec::new())
+            .update_whole(false, Vec::new())
             .await
-            .context("registering the node in Redis")?
-            .unwrap_or_default();
+            .context("registering the node in Redis")?;
         *self.left_behind.lock() = left.gone;
         self.announce_gone().await.context("announcing the node")
     }
@@ -154,16 +177,23 @@ impl Cluster {
         true
     }
 
+    /// Renews the lease first: nothing else this node does (subscribing,
+    /// handing events up) may hold it back until others take it for dead.
     async fn beat(&self, up: &Up) -> bool {
+        let alive = self.renew(up).await;
         let gone = std::mem::take(&mut *self.left_behind.lock());
         let left = Outcome {
             gone,
             changes: Vec::new(),
         };
-        if !self.hand_up(up, left).await {
+        if !alive || !self.hand_up(up, left).await {
             return false;
         }
         self.check_link().await;
+        true
+    }
+
+    async fn renew(&self, up: &Up) -> bool {
         let mut conn = self.conn.clone();
         let mut call = self.scripts.heartbeat.prepare_invoke();
         let reap = tokio::time::Instant::now() >= *self.reap_from.lock();
@@ -256,6 +286,20 @@ impl Cluster {
         }
     }
 
+    /// Replaces what Redis holds for this node with `entries`, a script
+    /// call per [`SYNC_CHUNK`] users so no single call holds Redis for long:
+    /// the first call starts the sync, the last drops the node's users no
+    /// call listed. Every call renews the lease.
+    async fn update_whole(&self, force: bool, entries: Vec<Entry>) -> anyhow::Result<Outcome> {
+        let mut total = Outcome::default();
+        for (flags, chunk) in whole_state_calls(force, entries) {
+            let done = self.update(&flags, chunk).await?.unwrap_or_default();
+            total.gone.extend(done.gone);
+            total.changes.extend(done.changes);
+        }
+        Ok(total)
+    }
+
     /// Publishes this node's whole state, replacing what Redis holds for it.
     async fn full_sync(&self, up: &Up) -> bool {
         let Some(local) = up.local.upgrade() else {
@@ -279,16 +323,13 @@ impl Cluster {
                 entries.push((*user, String::new(), Some(pending.change.at)));
             }
         }
-        let flags = if lease_lost { "rf" } else { "r" };
-        match self.update(flags, entries).await {
+        let count = entries.len();
+        match self.update_whole(lease_lost, entries).await {
             Ok(gone) => {
-                if !self.hand_up(up, gone.unwrap_or_default()).await {
+                if !self.hand_up(up, gone).await {
                     return false;
                 }
-                tracing::info!(
-                    users = here.len(),
-                    "published this node's presence to Redis"
-                );
+                tracing::info!(users = count, "published this node's presence to Redis");
                 // Other nodes resync too; then what watchers here missed
                 // while Redis was away can be corrected.
                 up.send(Event::Republished {
@@ -316,10 +357,10 @@ impl Cluster {
             .into_iter()
             .map(|(u, at)| (u, String::new(), Some(at)))
             .collect();
-        // The whole state (`r`): anything else this node still has in Redis
-        // goes too, so nothing outlives the lease removed below.
-        let done = match self.update("r", entries).await {
-            Ok(done) => done.unwrap_or_default(),
+        // The whole state: anything else this node still has in Redis goes
+        // too, so nothing outlives the lease removed below.
+        let done = match self.update_whole(false, entries).await {
+            Ok(done) => done,
             Err(e) => {
                 tracing::warn!(error = %format_args!("{e:#}"), "leaving the cluster failed; the lease will expire");
                 return Default::default();
@@ -376,5 +417,133 @@ mod tests {
             outcome(&[]).changes.is_empty(),
             "an early return has no changes"
         );
+    }
+
+    /// A node on the test Redis under a prefix of its own; `None` (after
+    /// printing `skipped: …`) without `PRESENCE_TEST_REDIS_URL`.
+    async fn node(test: &str) -> Option<(Arc<Cluster>, redis::aio::MultiplexedConnection)> {
+        let Ok(url) = std::env::var("PRESENCE_TEST_REDIS_URL") else {
+            println!("skipped: {test}: PRESENCE_TEST_REDIS_URL is not set");
+            return None;
+        };
+        let config = super::super::ClusterConfig {
+            redis_url: url.clone(),
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+            node_id: "a".into(),
+            lease: std::time::Duration::from_secs(5),
+            heartbeat: std::time::Duration::from_secs(1),
+        };
+        let cluster = Cluster::connect(config).await.unwrap();
+        let conn = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        Some((cluster, conn))
+    }
+
+    fn online(users: &[Uuid]) -> Vec<Entry> {
+        let now = Utc::now();
+        users
+            .iter()
+            .map(|u| (*u, value_of(Status::Online, now), None))
+            .collect()
+    }
+
+    /// A whole state of 2,500 users goes to Redis in three script calls (no
+    /// single call holds Redis for all of them) and all arrive; the next,
+    /// smaller one drops the users it no longer lists.
+    #[tokio::test]
+    async fn a_whole_state_is_published_in_chunks_and_replaces_the_last() {
+        let Some((node, mut conn)) = node("a_whole_state_is_published_in_chunks").await else {
+            return;
+        };
+        let users: Vec<Uuid> = (0..2_500).map(|_| Uuid::new_v4()).collect();
+        let calls = whole_state_calls(true, online(&users));
+        let shape: Vec<(&str, usize)> = calls.iter().map(|(f, c)| (f.as_str(), c.len())).collect();
+        assert_eq!(shape, [("rfb", 1_000), ("rf", 1_000), ("rfe", 500)]);
+        assert_eq!(
+            whole_state_calls(false, Vec::new())[0].0,
+            "rbe",
+            "an empty state is one call"
+        );
+        node.update_whole(false, online(&users)).await.unwrap();
+        let members = format!("{}:node:a", node.names.prefix());
+        let count: usize = redis::cmd("SCARD")
+            .arg(&members)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(count, 2_500);
+
+        let gone = node.update_whole(false, online(&users[..5])).await.unwrap();
+        let count: usize = redis::cmd("SCARD")
+            .arg(&members)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(count, 5, "the users no part listed were dropped");
+        assert_eq!(gone.gone.len(), 2_495, "and are offline everywhere");
+        let live = format!("{}:live:{}", node.names.prefix(), users[0]);
+        let field: Option<String> = redis::cmd("HGET")
+            .arg(&live)
+            .arg("a")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(field.is_some());
+        let sync: bool = redis::cmd("EXISTS")
+            .arg(format!("{}:sync:a", node.names.prefix()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!sync, "the sync set is gone once the state is whole");
+        node.update_whole(false, Vec::new()).await.unwrap();
+    }
+
+    /// A burst of connections keeps the subscriptions busy (here: their
+    /// lock held throughout); the lease is renewed all the same.
+    #[tokio::test]
+    async fn the_lease_is_renewed_while_subscriptions_are_busy() {
+        let Some((node, mut conn)) =
+            node("the_lease_is_renewed_while_subscriptions_are_busy").await
+        else {
+            return;
+        };
+        let (events, _rx) = tokio::sync::mpsc::channel(16);
+        let local: std::sync::Weak<dyn super::super::LocalUsers> = std::sync::Weak::<Nobody>::new();
+        let up = Up { events, local };
+        let nodes = format!("{}:nodes", node.names.prefix());
+        let before: f64 = redis::cmd("ZSCORE")
+            .arg(&nodes)
+            .arg("a")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let busy = node.interest.lock().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await; // Redis time moves on
+        let beat = tokio::time::timeout(std::time::Duration::from_secs(3), node.beat(&up)).await;
+        drop(busy);
+        assert_eq!(
+            beat.ok(),
+            Some(true),
+            "the heartbeat did not wait on the subscriptions"
+        );
+        let after: f64 = redis::cmd("ZSCORE")
+            .arg(&nodes)
+            .arg("a")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(after > before, "the lease was renewed");
+        node.update_whole(false, Vec::new()).await.unwrap();
+    }
+
+    struct Nobody;
+
+    impl super::super::LocalUsers for Nobody {
+        fn local_users(&self) -> Vec<(Uuid, crate::model::Live)> {
+            Vec::new()
+        }
     }
 }

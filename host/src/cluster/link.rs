@@ -122,8 +122,12 @@ impl Cluster {
     }
 
     /// A subscription can look alive on a half-open connection: PING it.
+    /// Not while (un)subscribing is under way: that tests the link anyway,
+    /// and the lease heartbeat, which calls this, must never wait on it.
     pub(super) async fn check_link(&self) {
-        let mut interest = self.interest.lock().await;
+        let Ok(mut interest) = self.interest.try_lock() else {
+            return;
+        };
         let Some(sink) = interest.sink.as_mut() else {
             return;
         };

@@ -88,35 +88,39 @@ local function apply(node, user, value, seen, force, replay, now)
 end
 "#;
 
-/// `ARGV`: prefix, node, flags (`f`: announce every listed user even if
-/// unchanged; `r`: the list is the node's whole state, so drop its other
-/// users and renew its lease; its announcements are replays), lease ms,
-/// then `user, value, seen_ms` triples (value `o<ms>`/`a<ms>` = online/away
-/// with last activity, `''` = gone). Returns `lease` (`1`, or `0` when the
-/// node holds no lease: then nothing was written, since a node taken for
-/// dead must republish its whole state), then `user, seen_ms` pairs of
-/// users now offline everywhere, then `#` and the status changes.
+/// `ARGV`: prefix, node, flags, lease ms, then `user, value, seen_ms`
+/// triples (value `o<ms>`/`a<ms>` = online/away with last activity, `''` =
+/// gone). Flags: `f` announces every listed user even if unchanged; `r`
+/// marks a part of the node's whole state (it renews the lease, its
+/// announcements are replays, and its users are remembered in the sync
+/// set); `b` begins a whole state (empties the sync set); `e` ends it (the
+/// node's users no part listed are dropped). A whole state comes in several
+/// calls so that none holds Redis for long. Returns `lease` (`1`, or `0`
+/// when the node holds no lease: then nothing was written, since a node
+/// taken for dead must republish its whole state), then `user, seen_ms`
+/// pairs of users now offline everywhere, then `#` and the status changes.
 const UPDATE: &str = r#"
 local node, flags, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local force = string.find(flags, 'f', 1, true) ~= nil
 local whole = string.find(flags, 'r', 1, true) ~= nil
 local now = now_ms()
+local members, synced = P .. ':node:' .. node, P .. ':sync:' .. node
 if not whole and not redis.call('ZSCORE', P .. ':nodes', node) then return { '0' } end
 if whole then redis.call('ZADD', P .. ':nodes', now + ttl, node) end
-local out, listed = { '1' }, {}
+if string.find(flags, 'b', 1, true) then redis.call('DEL', synced) end
+local out = { '1' }
 for i = 5, #ARGV, 3 do
   local user = ARGV[i]
-  listed[user] = true
+  if whole then redis.call('SADD', synced, user) end
   local gone = apply(node, user, ARGV[i + 1], tonumber(ARGV[i + 2]), force, whole, now)
   if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
 end
-if whole then
-  for _, user in ipairs(redis.call('SMEMBERS', P .. ':node:' .. node)) do
-    if not listed[user] then
-      local gone = apply(node, user, '', now, force, whole, now)
-      if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
-    end
+if string.find(flags, 'e', 1, true) then
+  for _, user in ipairs(redis.call('SDIFF', members, synced)) do
+    local gone = apply(node, user, '', now, force, whole, now)
+    if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
   end
+  redis.call('DEL', synced)
 end
 out[#out + 1] = '#'
 for _, c in ipairs(changes) do out[#out + 1] = c end
@@ -147,7 +151,7 @@ for i = 1, #expired, 2 do
     local gone = apply(dead, user, '', seen, false, false, now)
     if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
   end
-  redis.call('DEL', members)
+  redis.call('DEL', members, P .. ':sync:' .. dead)
   redis.call('PUBLISH', P .. ':bus', 'gone|' .. dead)
 end
 out[#out + 1] = '#'
