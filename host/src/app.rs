@@ -19,7 +19,6 @@ use crate::config::{Config, redact_url};
 use crate::http::cors::Origins;
 use crate::http::serve::serve;
 use crate::http::{AppState, router};
-use crate::policy::watch::watch;
 use crate::policy::{Policies, PolicyConfig};
 use crate::presence::plugins::follow_plugin;
 use crate::presence::{Presence, PresenceTasks};
@@ -171,7 +170,7 @@ impl Application {
         let cancel = state.shutdown.clone();
         let presence = state.presence.clone();
         let watcher = plugin_dir
-            .map(|dir| tokio::spawn(watch(presence.policies.clone(), dir, cancel.clone())));
+            .map(|dir| tokio::spawn(presence.clone().watch_plugin_dir(dir, cancel.clone())));
         tracing::info!(%addr, "presence listening");
         serve(listener, router(state), async move {
             shutdown.await;

@@ -1,5 +1,6 @@
-//! A policy plugin installed or rolled back through one node serves on
-//! every node, and a node that (re)joins serves what the cluster runs.
+//! A policy plugin installed or rolled back through one node (by the admin
+//! API, its plugin directory, or an automatic rollback) serves on every
+//! node, and a node that (re)joins serves what the cluster runs.
 
 use std::time::Instant;
 
@@ -112,4 +113,75 @@ async fn a_node_that_restarts_serves_the_plugins_the_cluster_runs() {
         "B came back serving what A and the cluster run, not its built-in"
     );
     assert_eq!(heartbeat_told(b).await, 1000);
+}
+
+#[tokio::test]
+async fn a_plugin_file_dropped_on_one_node_serves_on_every_node() {
+    let Some(c) = Cluster::start(
+        "a_plugin_file_dropped_on_one_node_serves_on_every_node",
+        2,
+        Options {
+            plugin_dir: true,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&c[0], &c[1]);
+    let bytes = quick_status();
+    let dropped = serde_json::json!(hex_sha256(&bytes));
+    // As deploy tools do: written aside, renamed over.
+    let part = a.plugin_dir().join("status.wasm.part");
+    std::fs::write(&part, &bytes).unwrap();
+    std::fs::rename(&part, a.plugin_dir().join("status.wasm")).unwrap();
+    until_serving(a, "status", &dropped).await;
+    let took = until_serving(b, "status", &dropped).await;
+    eprintln!("a file dropped on A showed on B after {took:?}");
+    assert_eq!(heartbeat_told(b).await, 1000, "B runs the dropped policy");
+}
+
+#[tokio::test]
+async fn a_plugin_rolled_back_automatically_on_one_node_is_rolled_back_everywhere() {
+    let Some(c) = Cluster::start(
+        "a_plugin_rolled_back_automatically_on_one_node_is_rolled_back_everywhere",
+        2,
+        Options::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&c[0], &c[1]);
+    let builtin = sha256(a, "typing").await;
+    let hostile = std::fs::read(env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).unwrap();
+    let (status, body) = a.upload_plugin("typing", hostile).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uploaded = body["data"]["sha256"].clone();
+    until_serving(b, "typing", &uploaded).await;
+
+    // A recipient on A whose locale (`qga`) the hostile policy answers with
+    // garbage: every broadcast to them is a failure, on A alone.
+    let (ann, vic) = (a.user("Ann").await, a.user("Vic").await);
+    let mut typer = a.connect(ann).await;
+    let mut victim = a.connect_with(&token_for(vic, None), Some("qga")).await;
+    for _ in 0..presence::policy::AUTO_ROLLBACK_AFTER {
+        let conversation = a.conversation(&[ann, vic]).await;
+        typer
+            .send(
+                "typing_start",
+                serde_json::json!({"conversation_id": conversation}),
+            )
+            .await;
+        victim.next_of("user_typing").await;
+    }
+    until_serving(a, "typing", &builtin).await;
+    let took = until_serving(b, "typing", &builtin).await;
+    eprintln!("A's automatic rollback showed on B after {took:?}");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

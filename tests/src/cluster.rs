@@ -54,6 +54,8 @@ pub struct Options {
     /// every node's plugin directory as `status.wasm`. A plugin installed
     /// in the cluster (the database) wins over the directory.
     pub quick_status: bool,
+    /// Give every node an (empty) plugin directory, `Node::plugin_dir`.
+    pub plugin_dir: bool,
     /// `PRESENCE_CLUSTER_LEASE_MS`.
     pub lease_ms: u64,
     /// `PRESENCE_CLUSTER_HEARTBEAT_MS`.
@@ -67,6 +69,7 @@ impl Default for Options {
         Options {
             redis_url: None,
             quick_status: false,
+            plugin_dir: false,
             lease_ms: LEASE_MS,
             heartbeat_ms: HEARTBEAT_MS,
             env: Vec::new(),
@@ -293,14 +296,16 @@ impl Node {
             ("RUST_BACKTRACE", "1".to_owned()),
         ];
         env.extend(shared.options.env.iter().cloned());
-        if shared.options.quick_status {
+        if shared.options.quick_status || shared.options.plugin_dir {
             let plugins = dir.path().join("plugins");
             std::fs::create_dir_all(&plugins).expect("plugin dir");
-            std::fs::copy(
-                env!("PRESENCE_TEST_QUICK_STATUS_WASM"),
-                plugins.join("status.wasm"),
-            )
-            .expect("quick status policy copied");
+            if shared.options.quick_status {
+                std::fs::copy(
+                    env!("PRESENCE_TEST_QUICK_STATUS_WASM"),
+                    plugins.join("status.wasm"),
+                )
+                .expect("quick status policy copied");
+            }
             env.push(("PRESENCE_PLUGIN_DIR", plugins.display().to_string()));
         }
         Node {
@@ -318,6 +323,11 @@ impl Node {
     }
 
     /// Where the process's stdout and stderr go, across restarts.
+    /// The node's plugin directory (with [`Options::plugin_dir`]).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("node.log")
     }

@@ -296,6 +296,16 @@ pub struct Policies {
     limits: Limits,
     summaries: Mutex<Summaries>,
     locales: Mutex<Locales>,
+    /// Automatic rollbacks, for whoever makes the rest of a cluster follow.
+    rolled_back: tokio::sync::mpsc::UnboundedSender<Rollback>,
+    rollbacks: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Rollback>>>,
+}
+
+/// A slot the policies rolled back by themselves, and what it serves now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    pub slot: Slot,
+    pub sha256: String,
 }
 
 /// Typing summaries already worded by the serving typing component. A
@@ -425,6 +435,7 @@ impl Policies {
     pub fn load(config: &PolicyConfig) -> anyhow::Result<Policies> {
         let engine = PolicyEngine::shared(config.cache_dir.as_deref())?;
         let limits = Limits::new(config.memory_limit, config.call_deadline);
+        let (rolled_back, rollbacks) = tokio::sync::mpsc::unbounded_channel();
         let policies = Policies {
             typing: SlotCell::new(builtin(&engine, limits)?),
             status: SlotCell::new(builtin(&engine, limits)?),
@@ -433,6 +444,8 @@ impl Policies {
             limits,
             summaries: Mutex::default(),
             locales: Mutex::default(),
+            rolled_back,
+            rollbacks: Mutex::new(Some(rollbacks)),
         };
         // Files go through the same validation as an upload, and the
         // built-in stays behind them for rollback.
@@ -564,7 +577,7 @@ impl Policies {
                 lease: d.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
             })
             .unwrap_or_else(|Trapped| {
-                self.typing.after_failure(&typing);
+                self.rolled_back(Slot::Typing, self.typing.after_failure(&typing));
                 fallback::typing_decision()
             })
     }
@@ -596,7 +609,7 @@ impl Policies {
                 Ok(summary)
             }
             Err(Trapped) => {
-                self.typing.after_failure(&typing);
+                self.rolled_back(Slot::Typing, self.typing.after_failure(&typing));
                 Err(Trapped)
             }
         }
@@ -663,9 +676,20 @@ impl Policies {
     pub fn privacy_view(&self, request: &ViewRequest) -> View {
         let privacy = self.privacy.current();
         privacy_view(&privacy, request).unwrap_or_else(|Trapped| {
-            self.privacy.after_failure(&privacy);
+            self.rolled_back(Slot::Privacy, self.privacy.after_failure(&privacy));
             fallback::privacy_view(request)
         })
+    }
+
+    /// The automatic rollbacks from now on; the first caller gets them.
+    pub fn take_rollbacks(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Rollback>> {
+        self.rollbacks.lock().take()
+    }
+
+    fn rolled_back(&self, slot: Slot, restored: Option<String>) {
+        if let Some(sha256) = restored {
+            let _ = self.rolled_back.send(Rollback { slot, sha256 });
+        }
     }
 
     pub fn slots(&self) -> Vec<SlotInfo> {

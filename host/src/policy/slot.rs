@@ -384,25 +384,27 @@ impl<W: World> SlotCell<W> {
     }
 
     /// After a failed call: when `failed` has failed [`AUTO_ROLLBACK_AFTER`]
-    /// times in a row and still serves, go back to the component before it.
-    pub(super) fn after_failure(&self, failed: &Arc<Loaded<W>>) {
+    /// times in a row and still serves, go back to the component before it;
+    /// returns that one's sha256 then.
+    pub(super) fn after_failure(&self, failed: &Arc<Loaded<W>>) -> Option<String> {
         if !failed.failing() {
-            return;
+            return None;
         }
         let mut history = self.history.lock();
         if !Arc::ptr_eq(&self.current.load(), failed) {
-            return; // Already replaced or rolled back.
+            return None; // Already replaced or rolled back.
         }
-        let Some(previous) = history.pop() else {
-            return; // Nothing to go back to: callers keep getting fallbacks.
-        };
+        // Nothing to go back to: callers keep getting fallbacks.
+        let previous = history.pop()?;
         tracing::error!(
             slot = W::SLOT.as_str(),
             failing = %failed.sha256,
             restored = %previous.sha256,
             "policy failed {AUTO_ROLLBACK_AFTER} calls in a row; rolled back automatically"
         );
+        let restored = previous.sha256.clone();
         self.current.store(previous);
+        Some(restored)
     }
 
     /// Serves again the kept component with this hash, if there is one.

@@ -1,15 +1,13 @@
 //! The watched plugin directory: when `<slot>.wasm` changes (written in place
 //! or renamed over, as deploy tools do), it is installed through the same
-//! pipeline as an upload. A refused file is logged and the slot keeps its
-//! component; a deleted file changes nothing.
+//! pipeline as an upload (see `presence::plugins`). A refused file is logged
+//! and the slot keeps its component; a deleted file changes nothing.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use super::{Policies, Slot};
 
@@ -37,39 +35,54 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Runs until `stop`; files present at start are taken as already loaded.
-pub async fn watch(policies: Arc<Policies>, dir: PathBuf, stop: CancellationToken) {
-    let path = |slot: Slot| dir.join(slot.file_name());
-    let mut seen: HashMap<Slot, Option<Stamp>> = Slot::ALL
-        .into_iter()
-        .map(|s| (s, stamp(&path(s))))
-        .collect();
-    let mut tick = tokio::time::interval(PLUGIN_DIR_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+/// The plugin directory as last looked at: one file per slot.
+pub struct PluginDir {
+    dir: PathBuf,
+    seen: HashMap<Slot, Option<Stamp>>,
+}
+
+/// A plugin file that changed and differs from what its slot serves.
+pub struct Changed {
+    pub slot: Slot,
+    pub bytes: Vec<u8>,
+    /// The file's path, as the slot's source.
+    pub source: String,
+}
+
+impl PluginDir {
+    /// Files present now are taken as already loaded.
+    pub fn new(dir: PathBuf) -> PluginDir {
+        let seen = Slot::ALL
+            .into_iter()
+            .map(|s| (s, stamp(&dir.join(s.file_name()))))
+            .collect();
+        PluginDir { dir, seen }
+    }
+
+    /// The files written or renamed over since the last look whose
+    /// component is not the one its slot serves; a deleted file changes
+    /// nothing.
+    pub fn changed(&mut self, policies: &Policies) -> Vec<Changed> {
+        let mut changed = Vec::new();
         for slot in Slot::ALL {
-            let file = path(slot);
+            let file = self.dir.join(slot.file_name());
             let now = stamp(&file);
-            if now.is_none() || seen.get(&slot) == Some(&now) {
+            if now.is_none() || self.seen.get(&slot) == Some(&now) {
                 continue;
             }
-            seen.insert(slot, now);
+            self.seen.insert(slot, now);
             let Ok(bytes) = std::fs::read(&file) else {
                 continue;
             };
             if hex::encode(Sha256::digest(&bytes)) == policies.slot(slot).sha256 {
                 continue;
             }
-            let p = policies.clone();
-            let source = file.display().to_string();
-            let result = tokio::task::spawn_blocking(move || p.install(slot, &bytes, source)).await;
-            if let Ok(Err(rejected)) = result {
-                tracing::warn!(%slot, file = %file.display(), error = %rejected, "plugin file refused; keeping the current one");
-            }
+            changed.push(Changed {
+                slot,
+                bytes,
+                source: file.display().to_string(),
+            });
         }
+        changed
     }
 }

@@ -101,6 +101,12 @@ impl Presence {
         });
         let timer_task = tokio::spawn(timer_task.run(Arc::downgrade(&presence), stop.clone()));
         let flush_task = tokio::spawn(status::run_flusher(Arc::downgrade(&presence), stop.clone()));
+        if let Some(rollbacks) = presence.policies.take_rollbacks() {
+            tokio::spawn(Presence::follow_own_rollbacks(
+                Arc::downgrade(&presence),
+                rollbacks,
+            ));
+        }
         let cluster_tasks = match &presence.cluster {
             Some(c) => {
                 let local: Weak<dyn LocalUsers> = Arc::downgrade(&presence) as _;

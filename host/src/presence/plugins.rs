@@ -9,8 +9,11 @@ use anyhow::Context;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use tokio_util::sync::CancellationToken;
+
 use super::Presence;
-use crate::policy::{Policies, Slot, SlotInfo, UPLOAD_SOURCE};
+use crate::policy::watch::{PLUGIN_DIR_POLL, PluginDir};
+use crate::policy::{Policies, Rollback, Slot, SlotInfo, UPLOAD_SOURCE};
 use crate::store::{self, Store};
 
 /// [`SlotInfo::source`] of a component installed because another node of
@@ -34,10 +37,21 @@ pub enum PluginChange {
 impl Presence {
     /// Validates `bytes` for `slot` and swaps it in, here and on every node.
     pub async fn install_plugin(&self, slot: Slot, bytes: Bytes) -> Result<SlotInfo, PluginChange> {
+        self.install_plugin_from(slot, bytes, UPLOAD_SOURCE.to_owned())
+            .await
+    }
+
+    /// As [`install_plugin`](Self::install_plugin), naming where it came from.
+    async fn install_plugin_from(
+        &self,
+        slot: Slot,
+        bytes: Bytes,
+        source: String,
+    ) -> Result<SlotInfo, PluginChange> {
         let policies = self.policies.clone();
         // Compiling a component takes a while: off the async workers.
         let (installed, bytes) = tokio::task::spawn_blocking(move || {
-            let installed = policies.install(slot, &bytes, UPLOAD_SOURCE.to_owned());
+            let installed = policies.install(slot, &bytes, source);
             (installed, bytes)
         })
         .await?;
@@ -76,6 +90,50 @@ impl Presence {
         store.set_active_plugin(slot.as_str(), sha256).await?;
         self.publish_plugin(slot, sha256);
         Ok(())
+    }
+
+    /// Installs what an operator puts in the plugin directory, here and on
+    /// every node, until `stop`.
+    pub async fn watch_plugin_dir(
+        self: Arc<Self>,
+        dir: std::path::PathBuf,
+        stop: CancellationToken,
+    ) {
+        let mut plugin_dir = PluginDir::new(dir);
+        let mut tick = tokio::time::interval(PLUGIN_DIR_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for file in plugin_dir.changed(&self.policies) {
+                let (slot, source) = (file.slot, file.source.clone());
+                match self
+                    .install_plugin_from(slot, file.bytes.into(), file.source)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%slot, file = %source, error = %e, "plugin file refused; keeping the current one")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes every node follow the slots this node rolled back by itself
+    /// (a component that kept failing), until the policies are gone.
+    pub(super) async fn follow_own_rollbacks(
+        presence: std::sync::Weak<Presence>,
+        mut rollbacks: tokio::sync::mpsc::UnboundedReceiver<Rollback>,
+    ) {
+        while let Some(Rollback { slot, sha256 }) = rollbacks.recv().await {
+            let Some(p) = presence.upgrade() else { return };
+            if let Err(e) = p.plugin_changed(slot, &sha256, None).await {
+                tracing::error!(%slot, %sha256, error = %e, "could not tell the cluster of an automatic rollback");
+            }
+        }
     }
 
     /// Serves what another node installed or rolled back.
