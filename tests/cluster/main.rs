@@ -5,6 +5,7 @@
 //! `skipped: …` without them.
 
 mod admin;
+mod crash;
 mod failover;
 mod plugins;
 mod redis_outage;

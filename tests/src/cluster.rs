@@ -138,6 +138,15 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// The shared schema's URL, for a test that looks into the database.
+    pub fn database_url(&self) -> &str {
+        &self
+            .schema
+            .as_ref()
+            .expect("the schema lives as long as the cluster")
+            .url
+    }
+
     /// Every node, for loops over "the same on A, B and C".
     pub fn all(&self) -> Vec<&Node> {
         self.nodes.iter().collect()

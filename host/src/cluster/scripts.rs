@@ -105,7 +105,11 @@ local force = string.find(flags, 'f', 1, true) ~= nil
 local whole = string.find(flags, 'r', 1, true) ~= nil
 local now = now_ms()
 local members, synced = P .. ':node:' .. node, P .. ':sync:' .. node
-if not whole and not redis.call('ZSCORE', P .. ':nodes', node) then return { '0' } end
+local lease = redis.call('ZSCORE', P .. ':nodes', node)
+if not whole and not lease then return { '0' } end
+-- Users left over from a run that died were last seen at its last renewal.
+local left_at = now
+if lease then left_at = math.min(now, tonumber(lease) - ttl) end
 if whole then redis.call('ZADD', P .. ':nodes', now + ttl, node) end
 if string.find(flags, 'b', 1, true) then redis.call('DEL', synced) end
 local out = { '1' }
@@ -117,7 +121,7 @@ for i = 5, #ARGV, 3 do
 end
 if string.find(flags, 'e', 1, true) then
   for _, user in ipairs(redis.call('SDIFF', members, synced)) do
-    local gone = apply(node, user, '', now, force, whole, now)
+    local gone = apply(node, user, '', left_at, force, whole, now)
     if gone then out[#out + 1] = user; out[#out + 1] = int(gone) end
   end
   redis.call('DEL', synced)
