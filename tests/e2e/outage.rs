@@ -158,3 +158,71 @@ async fn a_status_fan_out_that_meets_a_database_outage_is_retried() {
     app.stop().await.expect("clean exit");
     schema.drop().await;
 }
+
+/// PostgreSQL itself restarted (a private server, stopped and started again
+/// on the same port) while users come and go: `/healthz` says so, presence
+/// goes on from memory, the pool reconnects, and every `last_seen`
+/// recorded meanwhile reaches the database.
+#[tokio::test]
+async fn last_seen_survives_a_postgresql_restart() {
+    let Some(pg) =
+        presence_e2e::postgres::PrivatePostgres::start("last_seen_survives_a_postgresql_restart")
+    else {
+        return;
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_on(pg.url(), dir, |_| {}).await;
+    let (ann, bob, carol) = (
+        app.user("Ann").await,
+        app.user("Bob").await,
+        app.user("Carol").await,
+    );
+    app.contacts(bob, &[ann, carol]).await;
+    let mut b = app.connect(bob).await;
+    let a = app.connect(ann).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    let c = app.connect(carol).await;
+    assert_eq!(b.next_of("user_status").await["status"], "online");
+    wait_for_health(&app, StatusCode::OK).await;
+
+    pg.stop();
+    wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let ann_left = chrono::Utc::now();
+    a.close().await;
+    let offline = b.next_of("user_status").await;
+    assert_eq!(offline["user_id"], ann.to_string(), "{offline}");
+    assert_eq!(offline["status"], "offline", "{offline}");
+
+    pg.start_again();
+    wait_for_health(&app, StatusCode::OK).await;
+    let carol_left = chrono::Utc::now();
+    c.close().await;
+    assert_eq!(b.next_of("user_status").await["status"], "offline");
+
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg.url()).await.unwrap();
+    for (user, left_at) in [(ann, ann_left), (carol, carol_left)] {
+        let started = std::time::Instant::now();
+        let stored = loop {
+            let seen: Option<chrono::DateTime<chrono::Utc>> =
+                sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
+                    .bind(user)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            if let Some(seen) = seen {
+                break seen;
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "last_seen of {user} never reached the restarted database"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            (stored - left_at).num_seconds().abs() <= 2,
+            "the stored last_seen ({stored}) is when {user} left ({left_at})"
+        );
+    }
+    drop(conn);
+    app.stop().await.expect("clean exit");
+}

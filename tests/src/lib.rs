@@ -3,6 +3,7 @@
 //! `presence` processes sharing PostgreSQL and Redis.
 
 pub mod cluster;
+pub mod postgres;
 pub mod proxy;
 pub mod webhook;
 
