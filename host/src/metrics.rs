@@ -182,6 +182,14 @@ impl Metrics {
             "Users connected to this node (or within the grace period).",
             users as f64,
         );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            gauge(
+                &mut out,
+                "presence_tasks",
+                "Tasks alive in the server's runtime (a leak shows as growth).",
+                rt.metrics().num_alive_tasks() as f64,
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP presence_events_in_total Client frames received, by type.\n# TYPE presence_events_in_total counter"

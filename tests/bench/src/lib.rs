@@ -13,6 +13,7 @@ pub mod s3;
 pub mod s4;
 pub mod s5;
 pub mod s6;
+pub mod s7;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

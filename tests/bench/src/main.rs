@@ -26,6 +26,9 @@
 //!   seconds; p99 during swaps against steady state, events lost.
 //! - `s6`: S2 while 10 % of the clients stop reading: drops, RSS, the
 //!   others' latency before and after.
+//! - `s7`: soak: S2 at a steady rate with connect/disconnect churn for 30
+//!   minutes (`--minutes`); server RSS, open fds and tasks at the start,
+//!   after the churn and after everyone left, against a warmed baseline.
 //! - `chart`: SVG charts from the JSON lines of earlier runs.
 //! - `s2`: typing fan-out for groups of G (default 2, 10, 100): one typer per
 //!   group alternates `typing_start`/`typing_stop`; events/s, deliveries/s,
@@ -86,7 +89,10 @@ use presence_bench::s2::{S2Config, S2Result};
 use presence_bench::s3::S3Config;
 use presence_bench::s4::S4Config;
 use presence_bench::s5::S5Config;
-use presence_bench::{FloorChild, chart, floor, report, s1, s2, s3, s4, s5, s6, spawn_floor_child};
+use presence_bench::s7::S7Config;
+use presence_bench::{
+    FloorChild, chart, floor, report, s1, s2, s3, s4, s5, s6, s7, spawn_floor_child,
+};
 
 #[derive(Parser)]
 #[command(
@@ -231,6 +237,28 @@ enum Command {
         /// SO_RCVBUF of the slow clients (0: the system default).
         #[arg(long, default_value_t = 16384)]
         slow_rcvbuf: u32,
+    },
+    /// S7: soak — S2 with connect/disconnect churn for a long time.
+    S7 {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        s2: S2Args,
+        /// Minutes of soak (the hard bound grows to fit).
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Users that connect and disconnect throughout.
+        #[arg(long, default_value_t = 500)]
+        churners: usize,
+        /// Seconds a churner holds one connection.
+        #[arg(long, default_value_t = 2.0)]
+        hold: f64,
+        /// Seconds of the warm-up round before the baseline.
+        #[arg(long, default_value_t = 20.0)]
+        warmup: f64,
+        /// Longest wait, in seconds, for the server to settle after a leave.
+        #[arg(long, default_value_t = 60.0)]
+        settle: f64,
     },
     /// SVG charts (latency against load, memory against connections) from
     /// the JSON lines of earlier runs.
@@ -611,6 +639,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             report::s6_table(&r);
             report::json_line(&r.json());
         }
+        Command::S7 {
+            target,
+            s2,
+            minutes,
+            churners,
+            hold,
+            warmup,
+            settle,
+        } => {
+            let mut cfgs = s2_configs(&s2, target.pid, false)?;
+            if cfgs.len() != 1 {
+                bail!("S7 runs one group size (--groups 10)");
+            }
+            let mut steady = cfgs.remove(0);
+            steady.duration = Duration::from_secs_f64(minutes * 60.0);
+            steady.plan()?;
+            let cfg = S7Config {
+                s2: steady,
+                churners,
+                hold: Duration::from_secs_f64(hold),
+                warmup: Duration::from_secs_f64(warmup),
+                settle: Duration::from_secs_f64(settle),
+            };
+            let r = s7::run(&target.target()?, &cfg).await.context("S7")?;
+            report::s7_table(&r);
+            report::json_line(&r.json());
+        }
         Command::Chart { input, out_dir } => {
             let mut runs = Vec::new();
             for f in &input {
@@ -633,7 +688,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let limit = Duration::from_secs(cli.max_seconds);
+    let mut limit = Duration::from_secs(cli.max_seconds);
+    if let Command::S7 {
+        minutes,
+        warmup,
+        settle,
+        ..
+    } = &cli.command
+    {
+        // Two runs of setup and drain besides the soak itself.
+        let needed = minutes * 60.0 + warmup + 2.0 * settle + 600.0;
+        limit = limit.max(Duration::from_secs_f64(needed));
+    }
     match tokio::time::timeout(limit, run(cli)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

@@ -358,3 +358,46 @@ pub fn s6_table(r: &crate::s6::S6Result) {
         s.events_sent, s.deliveries, s.expected_deliveries, r.lost, s.unmatched, s.errors
     );
 }
+
+pub fn s7_table(r: &crate::s7::S7Result) {
+    use crate::s7::{Reading, growth};
+    let s = &r.s2;
+    println!(
+        "S7 soak · {} · G={} · {} connections for {:.0} s, {} churn cycles ({} failed) · {:.0} deliveries/s · {}",
+        s.target,
+        s.group_size,
+        s.plan.connections,
+        r.soak_s,
+        r.churn_cycles,
+        r.churn_errors,
+        s.deliveries_per_sec,
+        cpu_summary(s)
+    );
+    let v = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+    let pct =
+        |a: Option<u64>, b: Option<u64>| growth(a, b).map_or("-".into(), |g| format!("{g:+.1} %"));
+    let row = |name: &str, x: &Reading, vs: Option<&Reading>| {
+        let d = |f: fn(&Reading) -> Option<u64>| {
+            vs.map_or(String::new(), |b| format!(" ({})", pct(f(b), f(x))))
+        };
+        println!(
+            "  {name:<12} RSS {} KiB{} · fds {}{} · tasks {}{}",
+            v(x.rss_kib),
+            d(|r| r.rss_kib),
+            v(x.fds),
+            d(|r| r.fds),
+            v(x.tasks),
+            d(|r| r.tasks),
+        );
+    };
+    row("baseline", &r.baseline, None);
+    row("start", &r.start, None);
+    row("after churn", &r.after_churn, Some(&r.start));
+    row("after leave", &r.after_leave, Some(&r.baseline));
+    println!(
+        "  lost deliveries {} · p99 {} µs · within 5 %: {}",
+        s.expected_deliveries.saturating_sub(s.deliveries),
+        s.latency_us(0.99),
+        if r.within(5.0) { "yes" } else { "NO" }
+    );
+}

@@ -2,7 +2,7 @@
 //! in-process (the e2e harness) and the S0 floor server, S1 with 20
 //! connections, S2 with groups of 2 and 10 for about a second at a low rate,
 //! then S3 (status churn), S4 (REST batch), S5 (swap under load), S6 (slow
-//! consumers) and the charts at tiny sizes.
+//! consumers), S7 (soak) and the charts at tiny sizes.
 //! Asserts only that everything runs and counts agree — no timing thresholds.
 
 use std::time::Duration;
@@ -13,6 +13,7 @@ use presence_bench::s2::{self, S2Config, S2Result};
 use presence_bench::s3::{self, S3Config};
 use presence_bench::s4::{self, S4Config, S4Run};
 use presence_bench::s5::{self, S5Config};
+use presence_bench::s7::{self, S7Config};
 use presence_bench::{chart, floor, report, s6};
 
 fn presence_target(app: &presence_e2e::TestApp) -> Target {
@@ -271,6 +272,43 @@ async fn s6_slow_consumers_do_not_cost_the_others() {
     assert_eq!(r.s2.slow_lost_early, 0, "{}", r.json());
     assert!(r.queue_drops.is_some());
     assert!(r.rss_max_kib.is_some());
+    app.stop().await.expect("server stops cleanly");
+}
+
+/// S7 at a tiny size: churners come and go while the load runs, and every
+/// reading is taken (the bounds themselves are the bench's to judge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_soak_reads_the_server_four_times() {
+    let app = presence_e2e::spawn_quick_app().await;
+    let cfg = S7Config {
+        s2: S2Config {
+            duration: Duration::from_millis(2400),
+            ..small_s2(10)
+        },
+        churners: 6,
+        hold: Duration::from_millis(300),
+        warmup: Duration::from_millis(1200),
+        settle: Duration::from_secs(20),
+    };
+    let r = s7::run(&presence_target(&app), &cfg)
+        .await
+        .expect("S7 runs");
+    report::s7_table(&r);
+    assert!(r.churn_cycles >= 6, "{}", r.json());
+    assert_eq!(r.churn_errors, 0, "{}", r.json());
+    assert_eq!(r.s2.deliveries, r.s2.expected_deliveries, "{}", r.json());
+    for reading in [r.baseline, r.start, r.after_churn, r.after_leave] {
+        assert!(
+            reading.rss_kib.is_some() && reading.fds.is_some(),
+            "{}",
+            r.json()
+        );
+        assert!(
+            reading.tasks.is_some(),
+            "/metrics has presence_tasks: {}",
+            r.json()
+        );
+    }
     app.stop().await.expect("server stops cleanly");
 }
 
