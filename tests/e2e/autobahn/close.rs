@@ -50,6 +50,26 @@ async fn case_7_1_5_close_between_fragments() {
     ws.expect_close_reply(Some(NORMAL)).await;
 }
 
+/// Autobahn only informs on 7.1.6 (a message processed before the close, or
+/// not); the answer to a message sent with the close is what clients rely
+/// on, so here it is required: Autobahn's OK branch. The 256 KiB junk text
+/// is scaled to 10 KiB, under the default message limit.
+#[tokio::test]
+async fn case_7_1_6_messages_sent_with_the_close_are_answered_first() {
+    let mut ws = Ws::open("7.1.6").await;
+    let junk = b"BAsd7&jh23".repeat(1024);
+    let frames = [
+        text(&junk),
+        text(&ping_event("Hello World!")),
+        close_frame(NORMAL, b""),
+        frame(true, 0, OP_PING, b""),
+    ];
+    ws.send(&frames.concat()).await;
+    ws.expect_bad_request().await;
+    ws.expect_pong_event().await;
+    ws.expect_close_reply(Some(NORMAL)).await;
+}
+
 #[tokio::test]
 async fn case_7_3_1_close_without_payload() {
     let mut ws = Ws::open("7.3.1").await;
