@@ -131,6 +131,59 @@ async fn rfc_4_2_1_header_tokens_are_case_insensitive_and_may_be_listed() {
 }
 
 #[tokio::test]
+async fn rfc_4_2_1_no_upgrade_or_connection_token_is_refused_with_400() {
+    let a = upgrade("§4.2.1 Upgrade", |l| without(l, "upgrade")).await;
+    a.assert_refused("§4.2.1 Upgrade", 400, "bad_request");
+    let a = upgrade("§4.2.1 Connection", |l| {
+        replace(l, "Connection", "keep-alive")
+    })
+    .await;
+    a.assert_refused("§4.2.1 Connection", 400, "bad_request");
+}
+
+#[tokio::test]
+async fn rfc_4_2_1_a_missing_key_is_refused_with_400() {
+    let a = upgrade("§4.2.1 no key", |l| without(l, "sec-websocket-key")).await;
+    a.assert_refused("§4.2.1 no key", 400, "bad_request");
+}
+
+#[tokio::test]
+async fn rfc_4_2_1_a_key_that_is_not_16_bytes_in_base64_is_refused_with_400() {
+    let keys = [
+        ("empty", ""),
+        ("not base64", "not a base64 key!"),
+        ("15 bytes", "AAAAAAAAAAAAAAAAAAAA"),
+        ("17 bytes", "AAAAAAAAAAAAAAAAAAAAAAA="),
+        ("16 bytes unpadded", "dGhlIHNhbXBsZSBub25jZQ"),
+    ];
+    for (what, key) in keys {
+        let case = format!("§4.2.1 key {what}");
+        let a = upgrade(&case, |l| replace(l, "Sec-WebSocket-Key", key)).await;
+        a.assert_refused(&case, 400, "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn rfc_4_2_2_another_version_gets_426_naming_version_13() {
+    for version in [Some("8"), Some("12"), Some("14"), Some("thirteen"), None] {
+        let case = format!("§4.2.2 version {version:?}");
+        let a = upgrade(&case, |l| match version {
+            Some(v) => replace(l, "Sec-WebSocket-Version", v),
+            None => without(l, "sec-websocket-version"),
+        })
+        .await;
+        a.assert_refused(&case, 426, "upgrade_required");
+        assert_eq!(a.header("sec-websocket-version"), Some("13"), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn rfc_4_2_1_a_request_without_host_is_refused_with_400() {
+    let a = upgrade("§4.2.1 Host", |l| without(l, "host")).await;
+    a.assert_refused("§4.2.1 Host", 400, "bad_request");
+}
+
+#[tokio::test]
 async fn rfc_4_1_only_a_get_is_upgraded() {
     let a = upgrade("§4.1 method", |l| {
         l[0] = l[0].replacen("GET", "POST", 1);
