@@ -71,3 +71,43 @@ async fn case_2_9_unsolicited_pong_then_ping() {
     ws.expect_pong(b"ping payload").await;
     ws.close_normally().await;
 }
+
+/// Ten pings, each written on its own (Autobahn's `sendFrame` per ping).
+async fn ten_pings(case: &'static str, chop: Option<usize>) {
+    let mut ws = Ws::open(case).await;
+    for i in 0..10 {
+        let f = frame(true, 0, OP_PING, format!("payload-{i}").as_bytes());
+        match chop {
+            Some(c) => ws.send_chopped(&f, c).await,
+            None => ws.send(&f).await,
+        }
+    }
+    for i in 0..10 {
+        ws.expect_pong(format!("payload-{i}").as_bytes()).await;
+    }
+    ws.close_normally().await;
+}
+
+#[tokio::test]
+async fn case_2_10_ten_pings() {
+    ten_pings("2.10", None).await;
+}
+
+#[tokio::test]
+async fn case_2_11_ten_pings_in_octet_chops() {
+    ten_pings("2.11", Some(1)).await;
+}
+
+#[tokio::test]
+async fn case_2_10_ten_pings_in_one_write_each_get_a_pong() {
+    // The strictest form of 2.10: all ten arrive in one read.
+    let mut ws = Ws::open("2.10 (one write)").await;
+    let bytes: Vec<u8> = (0..10)
+        .flat_map(|i| frame(true, 0, OP_PING, format!("payload-{i}").as_bytes()))
+        .collect();
+    ws.send(&bytes).await;
+    for i in 0..10 {
+        ws.expect_pong(format!("payload-{i}").as_bytes()).await;
+    }
+    ws.close_normally().await;
+}
