@@ -368,6 +368,13 @@ impl Ws {
         assert_eq!(got, Got::Pong(payload.to_vec()), "{}", self.case);
     }
 
+    /// Proves the connection is open and everything before was answered:
+    /// a ping whose pong must come next.
+    pub async fn expect_open(&mut self) {
+        self.send(&frame(true, 0, OP_PING, b"still there?")).await;
+        self.expect_pong(b"still there?").await;
+    }
+
     /// Autobahn's clean close when the client closes: close 1000 out, the
     /// server's close 1000 back, then the server ends the connection.
     pub async fn close_normally(mut self) {

@@ -133,6 +133,62 @@ async fn case_6_3_2_invalid_utf8_in_one_octet_fragments() {
     utf8_case("6.3.2".into(), KOSME_SURROGATE, true).await;
 }
 
+/// 6.4: a text message whose first part is valid and whose second part
+/// makes it invalid: the server fails the connection on the second part,
+/// before the third (the rest of the message) is ever sent.
+async fn fails_fast(case: &'static str, parts: [&[u8]; 3], as_frames: bool) {
+    let mut ws = Ws::open(case).await;
+    let head = br#"{"type":"ping","data":{"pad":""#;
+    let first = [&head[..], parts[0]].concat();
+    if as_frames {
+        ws.send(&frame(false, 0, OP_TEXT, &first)).await;
+        // Autobahn waits a second for no close here; a pong shows it.
+        ws.expect_open().await;
+        ws.send(&frame(false, 0, OP_CONT, parts[1])).await;
+    } else {
+        // One frame whose payload arrives in writes; the third never goes.
+        let payload = [&first[..], parts[1], parts[2], b"\"}}"].concat();
+        let f = frame(true, 0, OP_TEXT, &payload);
+        let first_end = f.len() - payload.len() + first.len();
+        ws.send(&f[..first_end]).await;
+        ws.send(&f[first_end..first_end + parts[1].len()]).await;
+    }
+    ws.expect_failed(INVALID_PAYLOAD).await;
+}
+
+/// κόσμε, then U+110000 (not a code point), then "edited".
+const PART1: &[u8] = KOSME;
+const PART2: &[u8] = b"\xf4\x90\x80\x80";
+const PART3: &[u8] = b"edited";
+/// The same bytes, the second part being only the octet (0x90) after which
+/// no valid UTF-8 can follow.
+const SPLIT_ON_THE_BAD_OCTET: [&[u8]; 3] = [
+    b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4",
+    b"\x90",
+    b"\x80\x80edited",
+];
+
+#[tokio::test]
+async fn case_6_4_1_invalid_second_fragment_fails_fast() {
+    fails_fast("6.4.1", [PART1, PART2, PART3], true).await;
+}
+
+#[tokio::test]
+async fn case_6_4_2_invalid_octet_in_second_fragment_fails_fast() {
+    // The second fragment is only the octet that makes the text invalid.
+    fails_fast("6.4.2", SPLIT_ON_THE_BAD_OCTET, true).await;
+}
+
+#[tokio::test]
+async fn case_6_4_3_invalid_second_chop_of_one_frame_fails_fast() {
+    fails_fast("6.4.3", [PART1, PART2, PART3], false).await;
+}
+
+#[tokio::test]
+async fn case_6_4_4_invalid_octet_in_second_chop_of_one_frame_fails_fast() {
+    fails_fast("6.4.4", SPLIT_ON_THE_BAD_OCTET, false).await;
+}
+
 /// Runs every vector of an Autobahn 6.x group on its own connection.
 async fn group(number: u32, vectors: Vec<Vec<u8>>) {
     for (i, bytes) in vectors.iter().enumerate() {
