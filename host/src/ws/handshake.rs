@@ -26,10 +26,14 @@ impl IntoResponse for Refused {
             Refused::Malformed(why) => ApiError::BadRequest(why.to_owned()).into_response(),
             Refused::Version => {
                 let mut res = ApiError::WebSocketVersion.into_response();
-                res.headers_mut().insert(
+                let headers = res.headers_mut();
+                headers.insert(
                     header::SEC_WEBSOCKET_VERSION,
                     HeaderValue::from_static(VERSION),
                 );
+                // A 426 names the protocol to upgrade to (RFC 9110 §15.5.22).
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 res
             }
         }
