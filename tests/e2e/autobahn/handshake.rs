@@ -5,6 +5,9 @@
 //! `426` naming version 13 for another protocol version, `401` without a
 //! token.
 
+use serde_json::Value;
+use tokio::net::TcpStream;
+
 use super::*;
 
 /// An HTTP answer: status, headers (names lower-cased) and body.
