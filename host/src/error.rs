@@ -25,6 +25,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// A WebSocket handshake for a protocol version other than 13.
+    #[error("only WebSocket version 13 is supported")]
+    WebSocketVersion,
     #[error("too many open connections for this user: at most {0}")]
     TooManyConnections(u32),
     /// The node cannot serve; the message says what it waits for.
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::WebSocketVersion => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::TooManyConnections(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
             }
@@ -127,7 +131,7 @@ pub struct Refused {
 pub struct RefusedBody {
     /// `bad_request`, `unauthorized`, `origin_not_allowed`, `user_not_found`,
     /// `too_many_ids`, `not_found`, `method_not_allowed`, `request_timeout`,
-    /// `too_many_connections`, `unavailable`, `plugin_rejected`, `conflict`
+    /// `upgrade_required`, `too_many_connections`, `unavailable`, `plugin_rejected`, `conflict`
     /// or `internal`.
     pub code: String,
     /// For people; never an internal detail.

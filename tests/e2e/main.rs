@@ -1,6 +1,7 @@
 //! End-to-end: the real server on 127.0.0.1:0, real WebSocket and HTTP clients.
 
 mod attach;
+mod autobahn;
 mod bad_input;
 mod containment;
 mod frontend;

@@ -350,9 +350,10 @@ pub async fn asyncapi() -> impl IntoResponse {
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; the first event is `ready`"),
-        (status = 400, description = "Not a valid WebSocket handshake"),
+        (status = 400, description = "`bad_request`: not a valid RFC 6455 handshake (not HTTP/1.1; no `Connection: upgrade`, `Upgrade: websocket` or `Host`; a `Sec-WebSocket-Key` missing or not 16 bytes in base64)", body = Refused),
         (status = 401, description = "No valid token", body = Refused),
         (status = 403, description = "`origin_not_allowed`: a browser page of an origin PRESENCE_CORS_ORIGINS does not list", body = Refused),
+        (status = 426, description = "`upgrade_required`: a `Sec-WebSocket-Version` other than 13, or none; the answer carries `Sec-WebSocket-Version: 13` and `Upgrade: websocket`", body = Refused),
         (status = 429, description = "`too_many_connections`: the user already holds `limits.connections_per_user` connections on this node", body = Refused),
     ))]
 #[allow(dead_code)] // documentation only

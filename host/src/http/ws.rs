@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -27,11 +26,8 @@ pub async fn upgrade(State(state): State<AppState>, mut req: Request) -> Respons
         return ApiError::OriginNotAllowed.into_response();
     }
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            "the connection cannot be upgraded",
-        )
-            .into_response();
+        // HTTP/1.0 (or a protocol hyper cannot upgrade): RFC 6455 §4.1 needs 1.1.
+        return handshake::Refused::Malformed("a WebSocket upgrade needs HTTP/1.1").into_response();
     };
     let query = Query::<HashMap<String, String>>::try_from_uri(req.uri())
         .map(|q| q.0)

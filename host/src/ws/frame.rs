@@ -57,6 +57,11 @@ pub struct Inbound {
     partial: Vec<u8>,
     /// A fragmented message in progress: its opcode and payload so far.
     message: Option<(u8, Vec<u8>)>,
+    /// The text message in progress, checked as its bytes arrive: invalid
+    /// UTF-8 fails the connection at once, not when the message completes.
+    utf8: Utf8Check,
+    /// Payload bytes of the incomplete frame in `partial` already checked.
+    checked: usize,
 }
 
 struct Header {
@@ -73,6 +78,8 @@ impl Inbound {
             max_message,
             partial: Vec::new(),
             message: None,
+            utf8: Utf8Check::default(),
+            checked: 0,
         }
     }
 
@@ -100,11 +107,16 @@ impl Inbound {
     fn parse(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, Violation> {
         let mut at = 0;
         while let Some(h) = self.header(&buf[at..])? {
-            if buf.len() - at < h.size + h.len {
+            let start = at + h.size;
+            if buf.len() - start < h.len {
+                if self.is_text(&h) {
+                    // Fail fast: check what arrived of the payload so far.
+                    self.check_text(&h, &buf[start..])?;
+                }
                 break;
             }
-            let start = at + h.size;
             self.frame(&h, &buf[start..start + h.len], out)?;
+            self.checked = 0;
             at = start + h.len;
             if matches!(out.last(), Some(Incoming::Close(_))) {
                 // Nothing may follow a close; the rest is discarded.
@@ -164,6 +176,31 @@ impl Inbound {
         }))
     }
 
+    /// Whether a frame carries (part of) a text message.
+    fn is_text(&self, h: &Header) -> bool {
+        match (h.opcode, &self.message) {
+            (OP_TEXT, None) => true,
+            (OP_CONTINUATION, Some((opcode, _))) => *opcode == OP_TEXT,
+            _ => false,
+        }
+    }
+
+    /// Checks the payload bytes of a text frame not checked yet; `payload`
+    /// is all of it that has arrived.
+    fn check_text(&mut self, h: &Header, payload: &[u8]) -> Result<(), Violation> {
+        let mut chunk = [0u8; 64];
+        for (i, part) in payload[self.checked..].chunks(chunk.len()).enumerate() {
+            let offset = self.checked + i * chunk.len();
+            let chunk = &mut chunk[..part.len()];
+            for (j, (b, m)) in chunk.iter_mut().zip(part).enumerate() {
+                *b = m ^ h.mask[(offset + j) & 3];
+            }
+            self.utf8.feed(chunk)?;
+        }
+        self.checked = payload.len();
+        Ok(())
+    }
+
     fn frame(
         &mut self,
         h: &Header,
@@ -183,24 +220,86 @@ impl Inbound {
                 if self.message.is_some() {
                     return Err(Violation::Protocol);
                 }
+                let bytes = unmasked();
+                if h.opcode == OP_TEXT {
+                    self.utf8.feed(&bytes[self.checked..])?;
+                    if h.fin {
+                        self.utf8.finish()?;
+                    }
+                }
                 if h.fin {
-                    out.push(message(h.opcode, unmasked())?);
+                    out.push(message(h.opcode, bytes)?);
                 } else {
-                    self.message = Some((h.opcode, unmasked()));
+                    self.message = Some((h.opcode, bytes));
                 }
             }
             _ => {
-                let Some((_, so_far)) = self.message.as_mut() else {
+                let Some((opcode, so_far)) = self.message.as_mut() else {
                     return Err(Violation::Protocol);
                 };
                 let from = so_far.len();
                 so_far.extend_from_slice(payload);
                 unmask(&mut so_far[from..], h.mask);
+                if *opcode == OP_TEXT {
+                    self.utf8.feed(&so_far[from + self.checked..])?;
+                    if h.fin {
+                        self.utf8.finish()?;
+                    }
+                }
                 if h.fin {
                     let (opcode, bytes) = self.message.take().expect("checked above");
                     out.push(message(opcode, bytes)?);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// Checks UTF-8 split anywhere: a code point cut at the end of one piece
+/// is kept (at most 3 bytes) and completed by the next.
+#[derive(Debug, Default)]
+struct Utf8Check {
+    carry: [u8; 4],
+    carried: usize,
+}
+
+impl Utf8Check {
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
+        if self.carried > 0 {
+            let width = match self.carry[0] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let take = (width - self.carried).min(bytes.len());
+            self.carry[self.carried..self.carried + take].copy_from_slice(&bytes[..take]);
+            self.carried += take;
+            bytes = &bytes[take..];
+            match std::str::from_utf8(&self.carry[..self.carried]) {
+                Ok(_) => self.carried = 0,
+                Err(e) if e.error_len().is_some() => return Err(Violation::BadUtf8),
+                // Still cut short: nothing is left of `bytes`.
+                Err(_) => return Ok(()),
+            }
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_some() => Err(Violation::BadUtf8),
+            Err(e) => {
+                let rest = &bytes[e.valid_up_to()..];
+                self.carry[..rest.len()].copy_from_slice(rest);
+                self.carried = rest.len();
+                Ok(())
+            }
+        }
+    }
+
+    /// The message ends here: no code point may be left cut short.
+    fn finish(&mut self) -> Result<(), Violation> {
+        let cut = std::mem::take(&mut self.carried);
+        if cut > 0 {
+            return Err(Violation::BadUtf8);
         }
         Ok(())
     }
@@ -423,6 +522,33 @@ mod tests {
         let mut bad_reason = 1000u16.to_be_bytes().to_vec();
         bad_reason.extend([0xCE, 0xBA, 0xE1, 0xBD]);
         assert_eq!(close(&bad_reason), Err(Violation::BadUtf8));
+    }
+
+    #[test]
+    fn invalid_utf8_fails_as_soon_as_its_bytes_arrive() {
+        // Fragments: the second makes the text invalid; no final frame yet.
+        let mut inbound = Inbound::new(1024);
+        let mut first = client(false, OP_TEXT, b"\xce\xba\xf4");
+        assert!(parse_all(&mut inbound, &first).unwrap().is_empty());
+        assert_eq!(
+            parse_all(&mut inbound, &client(false, OP_CONTINUATION, b"\x90")),
+            Err(Violation::BadUtf8)
+        );
+        // One frame whose payload is still arriving.
+        first = client(true, OP_TEXT, b"\xce\xba\xf4\x90\x80\x80edited");
+        let mut inbound = Inbound::new(1024);
+        assert!(parse_all(&mut inbound, &first[..6 + 3]).unwrap().is_empty());
+        assert_eq!(
+            parse_all(&mut inbound, &first[6 + 3..6 + 4]),
+            Err(Violation::BadUtf8)
+        );
+        // A code point cut at the end of a message is invalid.
+        let mut cut = client(false, OP_TEXT, b"a\xce");
+        cut.extend(client(true, OP_CONTINUATION, b""));
+        assert_eq!(
+            parse_all(&mut Inbound::new(1024), &cut),
+            Err(Violation::BadUtf8)
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::Library(4001);
 enum End {
     /// The connection is gone: nothing more can be sent.
     Gone,
-    /// The client closed (with this code): answer its close, echoing it.
+    /// The client closed (with this code): send what is queued (the
+    /// answers to messages that came with the close), then answer its
+    /// close, echoing the code.
     PeerClosed(Option<u16>),
     /// Send what is queued, then close with this code.
     Close(CloseCode, &'static str),
@@ -107,7 +109,7 @@ pub async fn run(
 async fn finish(mut socket: Socket, out: &Outbox, end: End) {
     let (code, reason, drain) = match end {
         End::Gone => return,
-        End::PeerClosed(code) => (code.map(CloseCode::from), "", false),
+        End::PeerClosed(code) => (code.map(CloseCode::from), "", true),
         End::Close(code, reason) => (Some(code), reason, true),
         End::Now(code, reason) => (Some(code), reason, false),
         End::Violation(v) => {

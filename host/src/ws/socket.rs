@@ -21,6 +21,10 @@ const READS_PER_TURN: usize = 8;
 const WRITE_BATCH: usize = 32;
 /// A send queue that grew past this many slots is freed once drained.
 const SHRINK_ABOVE: usize = 16;
+/// Pongs waiting to be written before a new one replaces the newest
+/// instead: a burst of pings gets a pong each (as Autobahn 2.10 expects),
+/// and a peer that pings but never reads cannot grow the queue.
+const MAX_UNSENT_PONGS: usize = 16;
 
 /// Something accepted for sending.
 #[derive(Debug)]
@@ -91,16 +95,25 @@ impl Socket {
             .push_back(Item::Control(frame::OP_CLOSE, Bytes::from(bytes)));
     }
 
-    /// Answers a ping. Only the latest answer is kept while none could be
-    /// written (RFC 6455 §5.5.3), so a peer that pings but never reads
-    /// cannot grow the queue.
+    /// Answers a ping. Once [`MAX_UNSENT_PONGS`] answers wait unwritten, the
+    /// newest of them is replaced by this one (RFC 6455 §5.5.3 allows
+    /// answering only the latest ping).
     pub fn send_pong(&mut self, payload: &[u8]) {
         let pong = Bytes::from(frame::control(frame::OP_PONG, payload));
-        if let Some(unsent) = self.unsent_control(frame::OP_PONG) {
-            *unsent = pong;
-        } else {
-            self.queue.push_back(Item::Control(frame::OP_PONG, pong));
+        let written = self.written;
+        let mut unsent = self
+            .queue
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Item::Control(frame::OP_PONG, bytes) if i > 0 || written == 0 => Some(bytes),
+                _ => None,
+            });
+        if let Some(full) = unsent.nth(MAX_UNSENT_PONGS - 1) {
+            *unsent.last().unwrap_or(full) = pong;
+            return;
         }
+        self.queue.push_back(Item::Control(frame::OP_PONG, pong));
     }
 
     /// Pings, unless the last ping is still unsent.
@@ -269,20 +282,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peer_that_pings_but_never_reads_gets_one_pong_queued() {
+    async fn a_peer_that_pings_but_never_reads_gets_a_bounded_number_of_pongs() {
         let (mut socket, mut client) = pair().await;
         for i in 0..1000u32 {
             socket.send_pong(&i.to_be_bytes());
             socket.send_ping();
         }
-        assert_eq!(socket.queue.len(), 2, "one pong, one ping");
+        assert_eq!(socket.queue.len(), MAX_UNSENT_PONGS + 1, "pongs, one ping");
         assert!(socket.write().unwrap());
-        let mut got = [0u8; 8];
+        let pong = |i: u32| [[0x8A, 4].as_slice(), &i.to_be_bytes()].concat();
+        let mut want = pong(0);
+        want.extend([0x89, 0]);
+        for i in 1..MAX_UNSENT_PONGS as u32 - 1 {
+            want.extend(pong(i));
+        }
+        want.extend(pong(999));
+        let mut got = vec![0u8; want.len()];
         client.read_exact(&mut got).await.unwrap();
-        let latest = 999u32.to_be_bytes();
-        assert_eq!(got[..2], [0x8A, 4]);
-        assert_eq!(got[2..6], latest, "the latest ping's payload");
-        assert_eq!(got[6..], [0x89, 0]);
+        assert_eq!(
+            got, want,
+            "the first pongs in order, the last for the latest ping"
+        );
     }
 
     #[tokio::test]
