@@ -23,7 +23,7 @@ use world::{Heard, SLOTS, World};
 
 /// Cases per property when `PROPTEST_CASES` is unset: small enough that the
 /// whole binary stays well under a minute in a debug build.
-const DEFAULT_CASES: u32 = 48;
+const DEFAULT_CASES: u32 = 64;
 /// Users in every case (all contacts of each other).
 const USERS: usize = 3;
 /// Conversation 0 has every user; conversation 1 the first two.
