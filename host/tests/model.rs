@@ -214,6 +214,10 @@ impl Case<'_> {
         for (i, n) in self.world.nodes.iter().enumerate() {
             let p = &n.p;
             assert_eq!(p.typing.entries(), 0, "node {i}: no typer entry survives");
+            assert!(
+                p.typing.is_empty(),
+                "node {i}: no conversation or index entry survives"
+            );
             assert_eq!(p.timers.armed(), 0, "node {i}: no timer survives");
             assert_eq!(p.registry.session_count(), 0, "node {i}: no session");
             for u in &self.world.users {
