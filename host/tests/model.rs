@@ -4,7 +4,8 @@
 //! reference model (`model/reference.rs`), and after every step what each
 //! session received is checked against the model. The invariants are listed
 //! in docs/architecture.md ("Invariants"). `PROPTEST_CASES` raises the case
-//! count (default: [`DEFAULT_CASES`]).
+//! count (default: [`DEFAULT_CASES`]); `MODEL_TRACE=1` prints each action
+//! with its virtual time.
 
 #[path = "model/reference.rs"]
 mod reference;
