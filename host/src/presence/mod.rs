@@ -136,6 +136,12 @@ impl Presence {
         self.directory.store()
     }
 
+    /// Background work still running (status fan-outs and the like): the
+    /// model tests wait for zero before comparing what sessions received.
+    pub fn background_work(&self) -> usize {
+        self.tasks.len()
+    }
+
     fn on_timer(self: &Arc<Self>, key: TimerKey) {
         match key {
             TimerKey::Typing { conversation, user } => {

@@ -277,6 +277,11 @@ impl Typing {
         self.conversations.iter().map(|c| c.typers.len()).sum()
     }
 
+    /// Nothing is held: no conversation, no typer, no index entry (for tests).
+    pub fn is_empty(&self) -> bool {
+        self.conversations.is_empty() && self.by_user.is_empty()
+    }
+
     fn settle(
         &self,
         p: &Presence,
