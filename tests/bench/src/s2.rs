@@ -77,6 +77,9 @@ pub struct S2Config {
     pub slow_recv_buffer: Option<u32>,
     /// Keep every delivery's (intended time, latency) for phase splits.
     pub timeline: bool,
+    /// Derive user and conversation ids from this seed instead of at random,
+    /// so that two runs use the same ones (S7's warm-up and soak).
+    pub ids_seed: Option<u64>,
 }
 
 impl Default for S2Config {
@@ -97,6 +100,7 @@ impl Default for S2Config {
             slow_after: Duration::ZERO,
             slow_recv_buffer: None,
             timeline: false,
+            ids_seed: None,
         }
     }
 }
@@ -467,9 +471,17 @@ where
     let slow_total = ((cfg.slow_share * plan.connections as f64).round() as usize).min(non_typers);
     let slow_per = slow_total as f64 / non_typers.max(1) as f64;
     let mut k = 0usize;
+    let mut issued = 0u64;
+    let mut next_id = || match cfg.ids_seed {
+        Some(seed) => {
+            issued += 1;
+            Uuid::from_u64_pair(seed, issued)
+        }
+        None => Uuid::new_v4(),
+    };
     for _ in 0..plan.groups {
-        let conversation = Uuid::new_v4();
-        let users: Vec<Uuid> = (0..g).map(|_| Uuid::new_v4()).collect();
+        let conversation = next_id();
+        let users: Vec<Uuid> = (0..g).map(|_| next_id()).collect();
         let first = members.len();
         for (j, &user) in users.iter().enumerate() {
             let typer = (j < tpg).then(|| {

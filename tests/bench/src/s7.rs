@@ -6,9 +6,10 @@
 //!
 //! The server's RSS, open file descriptors and runtime tasks
 //! (`presence_tasks`) are read four times:
-//! - `baseline`: after a warm-up round (the same load for `warmup`, then
-//!   everyone gone and settled), so the allocator's first growth and the
-//!   plugins' compiled code are not counted as a leak;
+//! - `baseline`: after a warm-up round (the same users and load for
+//!   `warmup`, then everyone gone and settled), so the allocator's first
+//!   growth and what the server keeps per user it has seen (profiles,
+//!   caches) are not counted as a leak;
 //! - `start`: the S2 population connected, before the churn;
 //! - `after_churn`: the same population still connected, churners gone;
 //! - `after_leave`: everyone gone and settled.
@@ -119,6 +120,11 @@ impl S7Result {
             "within_5_percent": self.within(5.0),
         })
     }
+}
+
+/// A seed for this run's ids: unique per run, like random ids.
+fn rand_seed() -> u64 {
+    Uuid::new_v4().as_u64_pair().0
 }
 
 /// Open file descriptors of `pid` (entries of `/proc/<pid>/fd`).
@@ -251,10 +257,15 @@ pub async fn run(target: &Target, cfg: &S7Config) -> anyhow::Result<S7Result> {
     let pid = cfg.s2.pid;
     let churners = churn_setup(target, cfg.churners).await?;
 
-    // Warm-up: the same load and churn, briefly.
+    // Warm-up: the same users, load and churn, briefly, so that what the
+    // server keeps per user it has seen is in the baseline.
+    let steady = S2Config {
+        ids_seed: Some(rand_seed()),
+        ..cfg.s2.clone()
+    };
     let warm = S2Config {
         duration: cfg.warmup,
-        ..cfg.s2.clone()
+        ..steady.clone()
     };
     let (t, c, hold) = (target.clone(), churners.clone(), cfg.hold);
     s2::run_with(target, &warm, move |ctx| churn(t, c, hold, ctx.until))
@@ -265,7 +276,7 @@ pub async fn run(target: &Target, cfg: &S7Config) -> anyhow::Result<S7Result> {
 
     let (t, a, limit) = (target.clone(), admin.clone(), cfg.settle);
     let (r, (start, after_churn, cycles, errors)) =
-        s2::run_with(target, &cfg.s2, move |ctx| async move {
+        s2::run_with(target, &steady, move |ctx| async move {
             let start = read(a.as_ref(), pid).await;
             let (cycles, errors) = churn(t, churners, hold, ctx.until).await;
             settle(a.as_ref(), None, limit).await;
