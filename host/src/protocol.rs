@@ -128,10 +128,11 @@ impl ClientEvent {
             ref_type: Some(raw.kind.clone()),
             message,
         };
-        let data = || {
-            raw.data
-                .clone()
-                .ok_or_else(|| bad("missing data".to_owned()))
+        // An object: serde would take `["away"]` for `{"status": "away"}` too.
+        let data = || match &raw.data {
+            Some(d @ serde_json::Value::Object(_)) => Ok(d.clone()),
+            Some(_) => Err(bad("data must be an object".to_owned())),
+            None => Err(bad("missing data".to_owned())),
         };
         match raw.kind.as_str() {
             "typing_start" | "typing_stop" => {
@@ -403,6 +404,23 @@ mod tests {
             ClientEvent::parse(" \r\n\t{\"type\":\"ping\"}").unwrap(),
             ClientEvent::Ping
         );
+    }
+
+    /// Fuzz regression: `"data": ["away"]` was read as `{"status": "away"}`.
+    #[test]
+    fn data_is_a_json_object_never_an_array() {
+        let c = Uuid::new_v4();
+        for (kind, data) in [
+            ("set_status", r#"["away"]"#.to_owned()),
+            ("typing_start", format!(r#"["{c}"]"#)),
+            ("typing_stop", format!(r#"["{c}", null]"#)),
+            ("auth", r#"["a.b.c"]"#.to_owned()),
+            ("auth", r#""a.b.c""#.to_owned()),
+        ] {
+            let text = format!(r#"{{"type":"{kind}","data":{data}}}"#);
+            let e = ClientEvent::parse(&text).unwrap_err();
+            assert_eq!(e.ref_type.as_deref(), Some(kind), "{text}");
+        }
     }
 
     #[test]
