@@ -15,6 +15,7 @@
 #![no_main]
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -28,9 +29,20 @@ use presence::policy::{
 use presence_plugin_sdk::privacy as sdk;
 use presence_plugin_sdk::typing::default_format_typers;
 
+/// The call deadline here. The host's deadline is wall-clock epoch ticks
+/// (10 ms), so on a loaded CI machine a descheduled call overruns it and is
+/// counted as a failure; this target is about answers, not time.
+const CALL_DEADLINE: Duration = Duration::from_secs(1);
+
 fn policies() -> &'static Policies {
     static POLICIES: OnceLock<Policies> = OnceLock::new();
-    POLICIES.get_or_init(|| Policies::load(&PolicyConfig::default()).expect("the defaults load"))
+    POLICIES.get_or_init(|| {
+        Policies::load(&PolicyConfig {
+            call_deadline: CALL_DEADLINE,
+            ..PolicyConfig::default()
+        })
+        .expect("the defaults load")
+    })
 }
 
 #[derive(Arbitrary, Debug)]
