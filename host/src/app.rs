@@ -151,6 +151,12 @@ impl Application {
         self.state.presence.clone()
     }
 
+    /// The routes this application serves, without the listener: for
+    /// driving requests in process (the `rest_router` fuzz target).
+    pub fn router(&self) -> axum::Router {
+        router(self.state.clone())
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection,
     /// flushes pending `last_seen` writes and returns.
     pub async fn run_until(

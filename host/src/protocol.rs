@@ -109,6 +109,17 @@ pub struct AuthData {
 
 impl ClientEvent {
     pub fn parse(text: &str) -> Result<ClientEvent, BadFrame> {
+        // serde would take `["ping"]` for a struct `{type, data}`: a frame
+        // is an object (found by the `client_events` fuzz target).
+        if !text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return Err(BadFrame {
+                ref_type: None,
+                message: "not a frame: a frame is a JSON object".to_owned(),
+            });
+        }
         let raw: RawFrame = serde_json::from_str(text).map_err(|e| BadFrame {
             ref_type: None,
             message: format!("not a frame: {e}"),
@@ -117,10 +128,11 @@ impl ClientEvent {
             ref_type: Some(raw.kind.clone()),
             message,
         };
-        let data = || {
-            raw.data
-                .clone()
-                .ok_or_else(|| bad("missing data".to_owned()))
+        // An object: serde would take `["away"]` for `{"status": "away"}` too.
+        let data = || match &raw.data {
+            Some(d @ serde_json::Value::Object(_)) => Ok(d.clone()),
+            Some(_) => Err(bad("data must be an object".to_owned())),
+            None => Err(bad("missing data".to_owned())),
         };
         match raw.kind.as_str() {
             "typing_start" | "typing_stop" => {
@@ -372,6 +384,43 @@ mod tests {
         assert_eq!(e.ref_type.as_deref(), Some("set_status"));
         assert!(ClientEvent::parse(r#"{"type":"dance"}"#).is_err());
         assert!(ClientEvent::parse(r#"{"type":"typing_stop"}"#).is_err());
+    }
+
+    /// Fuzz regression: `["statu"]` was read as a frame of type `statu`,
+    /// and `["ping"]` answered with a pong.
+    #[test]
+    fn a_frame_is_a_json_object_never_an_array() {
+        let c = Uuid::new_v4();
+        for text in [
+            r#"["statu"]"#.to_owned(),
+            r#"["ping"]"#.to_owned(),
+            r#" ["ping", {}]"#.to_owned(),
+            format!(r#"["typing_start", {{"conversation_id": "{c}"}}]"#),
+        ] {
+            let e = ClientEvent::parse(&text).unwrap_err();
+            assert_eq!(e.ref_type, None, "{text}");
+        }
+        assert_eq!(
+            ClientEvent::parse(" \r\n\t{\"type\":\"ping\"}").unwrap(),
+            ClientEvent::Ping
+        );
+    }
+
+    /// Fuzz regression: `"data": ["away"]` was read as `{"status": "away"}`.
+    #[test]
+    fn data_is_a_json_object_never_an_array() {
+        let c = Uuid::new_v4();
+        for (kind, data) in [
+            ("set_status", r#"["away"]"#.to_owned()),
+            ("typing_start", format!(r#"["{c}"]"#)),
+            ("typing_stop", format!(r#"["{c}", null]"#)),
+            ("auth", r#"["a.b.c"]"#.to_owned()),
+            ("auth", r#""a.b.c""#.to_owned()),
+        ] {
+            let text = format!(r#"{{"type":"{kind}","data":{data}}}"#);
+            let e = ClientEvent::parse(&text).unwrap_err();
+            assert_eq!(e.ref_type.as_deref(), Some(kind), "{text}");
+        }
     }
 
     #[test]
