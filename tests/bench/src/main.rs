@@ -253,8 +253,9 @@ enum Command {
         /// Seconds a churner holds one connection.
         #[arg(long, default_value_t = 2.0)]
         hold: f64,
-        /// Seconds of the warm-up round before the baseline.
-        #[arg(long, default_value_t = 20.0)]
+        /// Seconds of the warm-up round before the baseline (long enough
+        /// for the allocator to reach the load's high-water mark).
+        #[arg(long, default_value_t = 180.0)]
         warmup: f64,
         /// Longest wait, in seconds, for the server to settle after a leave.
         #[arg(long, default_value_t = 60.0)]

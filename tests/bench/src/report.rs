@@ -395,7 +395,7 @@ pub fn s7_table(r: &crate::s7::S7Result) {
     row("after churn", &r.after_churn, Some(&r.start));
     row("after leave", &r.after_leave, Some(&r.baseline));
     println!(
-        "  lost deliveries {} · p99 {} µs · within 5 %: {}",
+        "  lost deliveries {} · p99 {} µs · back within 5 % of the baseline after the leave: {}",
         s.expected_deliveries.saturating_sub(s.deliveries),
         s.latency_us(0.99),
         if r.within(5.0) { "yes" } else { "NO" }
