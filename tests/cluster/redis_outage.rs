@@ -33,23 +33,25 @@ async fn all_up(nodes: &[&Node], up: f64) -> Option<()> {
     Some(())
 }
 
+/// `n` nodes on a Redis of the test's own, to take away and bring back;
+/// `None` (after printing `skipped: …`) without the test databases.
+async fn on_private_redis(test: &str, n: usize) -> Option<(PrivateRedis, Cluster)> {
+    if cluster::skip(test) {
+        return None;
+    }
+    let redis = PrivateRedis::new().await;
+    let options = Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    };
+    let c = Cluster::start(test, n, options).await?;
+    Some((redis, c))
+}
+
 #[tokio::test]
 async fn nodes_serve_their_own_users_through_a_redis_outage_and_reconcile_after_it() {
     const TEST: &str = "nodes_serve_their_own_users_through_a_redis_outage_and_reconcile_after_it";
-    if cluster::skip(TEST) {
-        return;
-    }
-    let mut redis = PrivateRedis::new().await;
-    let Some(c) = Cluster::start(
-        TEST,
-        2,
-        Options {
-            redis_url: Some(redis.url()),
-            ..Options::default()
-        },
-    )
-    .await
-    else {
+    let Some((mut redis, c)) = on_private_redis(TEST, 2).await else {
         return;
     };
     let (a, b) = (&c[0], &c[1]);
@@ -214,20 +216,7 @@ async fn nodes_serve_their_own_users_through_a_redis_outage_and_reconcile_after_
 #[tokio::test]
 async fn a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline() {
     const TEST: &str = "a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline";
-    if cluster::skip(TEST) {
-        return;
-    }
-    let redis = PrivateRedis::new().await;
-    let Some(c) = Cluster::start(
-        TEST,
-        2,
-        Options {
-            redis_url: Some(redis.url()),
-            ..Options::default()
-        },
-    )
-    .await
-    else {
+    let Some((redis, c)) = on_private_redis(TEST, 2).await else {
         return;
     };
     let (a, b) = (&c[0], &c[1]);
@@ -275,20 +264,7 @@ async fn a_redis_that_stalls_and_keeps_its_data_takes_nobody_offline() {
 #[tokio::test]
 async fn a_refused_subscription_is_reported_and_retried_with_backoff() {
     const TEST: &str = "a_refused_subscription_is_reported_and_retried_with_backoff";
-    if cluster::skip(TEST) {
-        return;
-    }
-    let redis = PrivateRedis::new().await;
-    let Some(c) = Cluster::start(
-        TEST,
-        1,
-        Options {
-            redis_url: Some(redis.url()),
-            ..Options::default()
-        },
-    )
-    .await
-    else {
+    let Some((redis, c)) = on_private_redis(TEST, 1).await else {
         return;
     };
     let node = &c[0];

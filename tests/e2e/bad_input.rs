@@ -47,6 +47,15 @@ async fn malformed_frames_get_bad_request_and_the_connection_stays_open() {
         Message::text(r#"{"type":"set_status","data":{"status":"offline"}}"#),
     )
     .await;
+    // An array is not an event, nor is it an event's data.
+    expect_bad_request(&mut c, Message::text(r#"["ping"]"#)).await;
+    expect_bad_request(
+        &mut c,
+        Message::text(r#"{"type":"set_status","data":["away"]}"#),
+    )
+    .await;
+    c.send("ping", serde_json::json!({})).await;
+    assert_eq!(c.next().await["type"], "pong", "still open");
 }
 
 #[tokio::test]

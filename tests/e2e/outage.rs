@@ -52,6 +52,37 @@ async fn counter(app: &TestApp, name: &str) -> f64 {
     presence_e2e::cluster::parse_metric(&text, name).expect(name)
 }
 
+/// Waits for `user`'s `last_seen` to reach the database at `url` and
+/// asserts it is when they left.
+async fn assert_last_seen_stored(
+    url: &str,
+    user: uuid::Uuid,
+    left_at: chrono::DateTime<chrono::Utc>,
+) {
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(url).await.unwrap();
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let seen: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
+                .bind(user)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        if let Some(seen) = seen {
+            break seen;
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "last_seen of {user} never reached the database once it was back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        (stored - left_at).num_seconds().abs() <= 2,
+        "the stored last_seen ({stored}) of {user} is when they left ({left_at})"
+    );
+}
+
 #[tokio::test]
 async fn last_seen_written_during_a_database_outage_is_retried_not_lost() {
     let Some(schema) =
@@ -88,29 +119,7 @@ async fn last_seen_written_during_a_database_outage_is_retried_not_lost() {
 
     proxy.restore();
     wait_for_health(&app, StatusCode::OK).await;
-    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&schema.url).await.unwrap();
-    let started = std::time::Instant::now();
-    let stored = loop {
-        let seen: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
-                .bind(ann)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        if let Some(seen) = seen {
-            break seen;
-        }
-        assert!(
-            started.elapsed() < WITHIN,
-            "Ann's last_seen never reached the database after it came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(
-        (stored - left_at).num_seconds().abs() <= 2,
-        "the stored last_seen ({stored}) is when she left ({left_at})"
-    );
-    drop(conn);
+    assert_last_seen_stored(&schema.url, ann, left_at).await;
     app.stop().await.expect("clean exit");
     schema.drop().await;
 }
@@ -199,30 +208,8 @@ async fn last_seen_survives_a_postgresql_restart() {
     c.close().await;
     assert_eq!(b.next_of("user_status").await["status"], "offline");
 
-    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&pg.url()).await.unwrap();
     for (user, left_at) in [(ann, ann_left), (carol, carol_left)] {
-        let started = std::time::Instant::now();
-        let stored = loop {
-            let seen: Option<chrono::DateTime<chrono::Utc>> =
-                sqlx::query_scalar("SELECT last_seen FROM users WHERE id = $1")
-                    .bind(user)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-            if let Some(seen) = seen {
-                break seen;
-            }
-            assert!(
-                started.elapsed() < WITHIN,
-                "last_seen of {user} never reached the restarted database"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert!(
-            (stored - left_at).num_seconds().abs() <= 2,
-            "the stored last_seen ({stored}) is when {user} left ({left_at})"
-        );
+        assert_last_seen_stored(&pg.url(), user, left_at).await;
     }
-    drop(conn);
     app.stop().await.expect("clean exit");
 }

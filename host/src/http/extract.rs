@@ -47,6 +47,15 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The request's bearer key, accepted by `verify`, or 401.
+fn keyed(
+    parts: &Parts,
+    verify: impl FnOnce(&str) -> Result<(), auth::AuthError>,
+) -> Result<(), ApiError> {
+    let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
+    verify(key).map_err(|_| ApiError::Unauthorized)
+}
+
 /// The chat backend, authenticated by the admin key.
 pub struct Admin;
 
@@ -54,12 +63,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        state
-            .auth
-            .verify_admin(key)
-            .map(|_| Admin)
-            .map_err(|_| ApiError::Unauthorized)
+        keyed(parts, |key| state.auth.verify_admin(key)).map(|()| Admin)
     }
 }
 
@@ -70,12 +74,7 @@ impl FromRequestParts<AppState> for MetricsReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        state
-            .auth
-            .verify_metrics_reader(key)
-            .map(|_| MetricsReader)
-            .map_err(|_| ApiError::Unauthorized)
+        keyed(parts, |key| state.auth.verify_metrics_reader(key)).map(|()| MetricsReader)
     }
 }
 

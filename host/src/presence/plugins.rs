@@ -108,15 +108,11 @@ impl Presence {
                 _ = tick.tick() => {}
             }
             for file in plugin_dir.changed(&self.policies) {
-                let (slot, source) = (file.slot, file.source.clone());
-                match self
-                    .install_plugin_from(slot, file.bytes.into(), file.source)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(%slot, file = %source, error = %e, "plugin file refused; keeping the current one")
-                    }
+                let installed = self
+                    .install_plugin_from(file.slot, file.bytes.into(), file.source.clone())
+                    .await;
+                if let Err(e) = installed {
+                    tracing::warn!(slot = %file.slot, file = %file.source, error = %e, "plugin file refused; keeping the current one");
                 }
             }
         }

@@ -222,10 +222,7 @@ impl Inbound {
                 }
                 let bytes = unmasked();
                 if h.opcode == OP_TEXT {
-                    self.utf8.feed(&bytes[self.checked..])?;
-                    if h.fin {
-                        self.utf8.finish()?;
-                    }
+                    self.utf8.piece(h.fin, &bytes[self.checked..])?;
                 }
                 if h.fin {
                     out.push(message(h.opcode, bytes)?);
@@ -241,10 +238,7 @@ impl Inbound {
                 so_far.extend_from_slice(payload);
                 unmask(&mut so_far[from..], h.mask);
                 if *opcode == OP_TEXT {
-                    self.utf8.feed(&so_far[from + self.checked..])?;
-                    if h.fin {
-                        self.utf8.finish()?;
-                    }
+                    self.utf8.piece(h.fin, &so_far[from + self.checked..])?;
                 }
                 if h.fin {
                     let (opcode, bytes) = self.message.take().expect("checked above");
@@ -265,6 +259,19 @@ struct Utf8Check {
 }
 
 impl Utf8Check {
+    /// The frame's payload not checked yet. A message still arriving is
+    /// checked piece by piece, so invalid UTF-8 fails at once; the last
+    /// frame is left to [`message`], which checks the whole message once
+    /// (for the common single-frame event, the only check).
+    fn piece(&mut self, fin: bool, fresh: &[u8]) -> Result<(), Violation> {
+        if fin {
+            *self = Utf8Check::default();
+            Ok(())
+        } else {
+            self.feed(fresh)
+        }
+    }
+
     fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Violation> {
         if self.carried > 0 {
             let width = match self.carry[0] {
@@ -293,15 +300,6 @@ impl Utf8Check {
                 Ok(())
             }
         }
-    }
-
-    /// The message ends here: no code point may be left cut short.
-    fn finish(&mut self) -> Result<(), Violation> {
-        let cut = std::mem::take(&mut self.carried);
-        if cut > 0 {
-            return Err(Violation::BadUtf8);
-        }
-        Ok(())
     }
 }
 

@@ -100,17 +100,11 @@ impl Socket {
     /// answering only the latest ping).
     pub fn send_pong(&mut self, payload: &[u8]) {
         let pong = Bytes::from(frame::control(frame::OP_PONG, payload));
-        let written = self.written;
-        let mut unsent = self
-            .queue
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, item)| match item {
-                Item::Control(frame::OP_PONG, bytes) if i > 0 || written == 0 => Some(bytes),
-                _ => None,
-            });
-        if let Some(full) = unsent.nth(MAX_UNSENT_PONGS - 1) {
-            *unsent.last().unwrap_or(full) = pong;
+        let full = self
+            .unsent_controls(frame::OP_PONG)
+            .skip(MAX_UNSENT_PONGS - 1);
+        if let Some(newest) = full.last() {
+            *newest = pong;
             return;
         }
         self.queue.push_back(Item::Control(frame::OP_PONG, pong));
@@ -119,19 +113,19 @@ impl Socket {
     /// Pings, unless the last ping is still unsent.
     pub fn send_ping(&mut self) {
         const PING: [u8; 2] = [0x80 | frame::OP_PING, 0];
-        if self.unsent_control(frame::OP_PING).is_none() {
+        if self.unsent_controls(frame::OP_PING).next().is_none() {
             self.queue
                 .push_back(Item::Control(frame::OP_PING, Bytes::from_static(&PING)));
         }
     }
 
-    /// A queued control frame of this kind of which nothing is written yet.
-    fn unsent_control(&mut self, opcode: u8) -> Option<&mut Bytes> {
+    /// The queued control frames of this kind of which nothing is written yet.
+    fn unsent_controls(&mut self, opcode: u8) -> impl Iterator<Item = &mut Bytes> {
         let written = self.written;
         self.queue
             .iter_mut()
             .enumerate()
-            .find_map(|(i, item)| match item {
+            .filter_map(move |(i, item)| match item {
                 Item::Control(op, bytes) if *op == opcode && (i > 0 || written == 0) => Some(bytes),
                 _ => None,
             })

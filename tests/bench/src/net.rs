@@ -325,6 +325,11 @@ impl Admin {
 
     /// One counter or gauge from `/metrics` (admin key), `None` when absent.
     pub async fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        Ok(self.metrics(&[name]).await?[0])
+    }
+
+    /// Several from one scrape of `/metrics`, in the order asked.
+    pub async fn metrics(&self, names: &[&str]) -> anyhow::Result<Vec<Option<f64>>> {
         let base = self.base.trim_end_matches("/api/v1/admin");
         let text = self
             .http
@@ -336,7 +341,7 @@ impl Admin {
             .error_for_status()?
             .text()
             .await?;
-        Ok(metric_value(&text, name))
+        Ok(names.iter().map(|n| metric_value(&text, n)).collect())
     }
 
     /// Sets each conversation's member set.

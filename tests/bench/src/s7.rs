@@ -151,9 +151,17 @@ async fn settle(admin: Option<&Admin>, conns: Option<f64>, limit: Duration) {
     let until = Instant::now() + limit;
     let mut last = None;
     while Instant::now() < until {
-        let c = admin.metric("presence_connections").await.ok().flatten();
-        let users = admin.metric("presence_online_users").await.ok().flatten();
-        let tasks = admin.metric("presence_tasks").await.ok().flatten();
+        let read = admin
+            .metrics(&[
+                "presence_connections",
+                "presence_online_users",
+                "presence_tasks",
+            ])
+            .await;
+        let [c, users, tasks] = read
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or_default();
         let quiet = c.is_some() && users == c && conns.is_none_or(|n| c == Some(n));
         if quiet && tasks.is_some() && tasks == last {
             return;
