@@ -358,15 +358,13 @@ proptest! {
     }
 }
 
-/// Two typing starts of one user that cross between nodes (each sent
-/// through one node before the other's arrives) leave each node taking the
-/// other for the typing's origin; when the user then closes both
-/// connections, neither node stops it, and members see the user typing
-/// until the lease ends. Found by reasoning over the two-node model, whose
-/// relay is instant and so never crosses; not fixed yet.
-#[test]
-#[ignore = "known: crossing starts across nodes outlive the user's last connection until the lease ends"]
-fn typing_stops_when_the_user_leaves_every_node_after_crossing_starts() {
+/// Two typing starts of one user that cross between nodes: each is sent
+/// through one node before the other's arrives. Both nodes must agree on
+/// which was the latest, so that when the user closes both connections one
+/// of them stops it everywhere, rather than each leaving it to the other
+/// and members seeing the user typing until the lease ends. `later` is the
+/// node whose start is stamped later (`None`: whenever the clock says).
+fn crossing_starts_stop_when_the_user_leaves(later: Option<usize>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -377,13 +375,18 @@ fn typing_stops_when_the_user_leaves_every_node_after_crossing_starts() {
         let mut w = world::no_advance(World::new(2, USERS, &members)).await;
         for s in 0..SLOTS {
             w.connect(0, s).await;
-            w.connect(1, s).await;
         }
         w.settle().await;
-        assert!(w.typing_here(0, 0, 0, true).await);
-        assert!(w.typing_here(0, 1, 0, true).await);
-        w.relay_typing(0, 0, 0, true).await;
-        w.relay_typing(1, 0, 0, true).await;
+        // Stamps are wall-clock milliseconds: start the later one in a
+        // later millisecond.
+        let first = 1 - later.unwrap_or(1);
+        let a = w.typing_here(0, first, 0, true).await.unwrap();
+        if later.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let b = w.typing_here(0, 1 - first, 0, true).await.unwrap();
+        w.relay_typing(first, 0, 0, a).await;
+        w.relay_typing(1 - first, 0, 0, b).await;
         w.settle().await;
         w.disconnect(0, 1).await;
         w.disconnect(0, 0).await;
@@ -398,4 +401,19 @@ fn typing_stops_when_the_user_leaves_every_node_after_crossing_starts() {
             );
         }
     });
+}
+
+#[test]
+fn crossing_starts_stop_when_the_user_leaves_the_later_ones_node_last() {
+    crossing_starts_stop_when_the_user_leaves(Some(0));
+}
+
+#[test]
+fn crossing_starts_stop_when_the_user_leaves_the_later_ones_node_first() {
+    crossing_starts_stop_when_the_user_leaves(Some(1));
+}
+
+#[test]
+fn crossing_starts_in_one_millisecond_stop_when_the_user_leaves() {
+    crossing_starts_stop_when_the_user_leaves(None);
 }

@@ -71,7 +71,8 @@ pub enum Message {
     Typing {
         conversation: Uuid,
         user: Uuid,
-        start: bool,
+        /// A start's stamp; `None`: a stop.
+        start: Option<u64>,
         origin: String,
     },
     Status(StatusEvent),
@@ -112,8 +113,12 @@ pub struct StatusEvent {
     pub replay: bool,
 }
 
-pub fn typing(user: Uuid, start: bool, origin: &str) -> String {
-    format!("{}|{user}|{origin}", if start { "start" } else { "stop" })
+/// A start carries its stamp after the origin; a stop has none.
+pub fn typing(user: Uuid, start: Option<u64>, origin: &str) -> String {
+    match start {
+        Some(stamp) => format!("start|{user}|{origin}|{stamp}"),
+        None => format!("stop|{user}|{origin}"),
+    }
 }
 
 pub fn directory(origin: &str, change: &DirectoryChange) -> String {
@@ -152,11 +157,18 @@ impl Names {
                 "stop" => false,
                 _ => return None,
             };
+            let user = parts.next()?.parse().ok()?;
+            let rest = parts.next()?;
+            // A node that predates stamps sends none: its start wins no tie.
+            let (origin, stamp) = match rest.split_once('|') {
+                Some((origin, stamp)) => (origin, stamp.parse().ok()?),
+                None => (rest, 0),
+            };
             return Some(Message::Typing {
                 conversation: conversation.parse().ok()?,
-                user: parts.next()?.parse().ok()?,
-                start,
-                origin: parts.next()?.to_owned(),
+                user,
+                start: start.then_some(stamp),
+                origin: origin.to_owned(),
             });
         }
         if rest.starts_with("status:") {
@@ -220,11 +232,20 @@ mod tests {
         let n = Names::new("p");
         let (c, u) = (Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(
-            n.parse(&n.typing(c), &typing(u, true, "node-a")),
+            n.parse(&n.typing(c), &typing(u, Some(1_700_000_000_123), "node-a")),
             Some(Message::Typing {
                 conversation: c,
                 user: u,
-                start: true,
+                start: Some(1_700_000_000_123),
+                origin: "node-a".into()
+            })
+        );
+        assert_eq!(
+            n.parse(&n.typing(c), &typing(u, None, "node-a")),
+            Some(Message::Typing {
+                conversation: c,
+                user: u,
+                start: None,
                 origin: "node-a".into()
             })
         );
@@ -263,7 +284,8 @@ mod tests {
     fn malformed_messages_are_ignored() {
         let n = Names::new("p");
         let u = Uuid::new_v4();
-        assert_eq!(n.parse(&n.typing(u), "start|not-a-uuid|a"), None);
+        assert_eq!(n.parse(&n.typing(u), "start|not-a-uuid|a|1"), None);
+        assert_eq!(n.parse(&n.typing(u), &format!("start|{u}|a|soon")), None);
         assert_eq!(n.parse(&n.status(u), "x|online"), None);
         assert_eq!(n.parse(&n.bus(), "dir|a|{"), None);
         assert_eq!(n.parse("other:bus", "gone|x"), None);

@@ -113,16 +113,16 @@ impl Presence {
         let started = self
             .typing
             .start(self, conversation, profile, members, None);
-        if started {
-            self.publish_typing(conversation, user, true);
+        if let Some(stamp) = started {
+            self.publish_typing(conversation, user, Some(stamp));
         }
-        started
+        started.is_some()
     }
 
     /// A typing stop through this node (or a sent message), here and on
     /// every node.
     pub(super) fn stop_typing(&self, conversation: Uuid, user: Uuid) {
         self.typing.stop(self, conversation, user);
-        self.publish_typing(conversation, user, false);
+        self.publish_typing(conversation, user, None);
     }
 }

@@ -40,7 +40,8 @@ pub(super) async fn follow(
 }
 
 impl Presence {
-    pub(super) fn publish_typing(&self, conversation: Uuid, user: Uuid, start: bool) {
+    /// A start (with its stamp) or a stop (`None`) made through this node.
+    pub(super) fn publish_typing(&self, conversation: Uuid, user: Uuid, start: Option<u64>) {
         if let Some(c) = &self.cluster {
             c.publish(
                 ClusterKind::Typing,
@@ -74,7 +75,7 @@ impl Presence {
     /// this node stops, here and on every node.
     pub(super) fn stop_typing_from_here(&self, user: Uuid) {
         for c in self.typing.stop_from(self, user, None) {
-            self.publish_typing(c, user, false);
+            self.publish_typing(c, user, None);
         }
     }
 
@@ -192,10 +193,10 @@ impl Presence {
                 if own(&origin) {
                     return;
                 }
-                if !start {
+                let Some(stamp) = start else {
                     self.typing.stop(self, conversation, user);
                     return;
-                }
+                };
                 let loaded = async {
                     let profile = self.directory.profile(user).await?;
                     let members = self.directory.members(conversation).await?;
@@ -208,7 +209,7 @@ impl Presence {
                             conversation,
                             profile,
                             members,
-                            Some(origin.into()),
+                            Some((origin.into(), stamp)),
                         );
                     }
                     Ok(None) => {}

@@ -33,8 +33,11 @@ struct Typer {
     /// The rate window: no broadcast before this.
     window_until: Instant,
     rate_window: Duration,
-    /// The node whose client sent the latest event (`None`: this one).
+    /// The node whose client sent the latest start (`None`: this one).
     origin: Option<Arc<str>>,
+    /// That start's stamp: the latest start wins on every node, however the
+    /// starts crossed between nodes.
+    stamp: u64,
 }
 
 impl Typer {
@@ -54,6 +57,12 @@ pub struct Typing {
     conversations: DashMap<Uuid, Conversation>,
     /// user → conversations where they have a typer entry.
     by_user: DashMap<Uuid, Vec<Uuid>>,
+}
+
+fn wall_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What happened to one typer when it was re-evaluated.
@@ -92,24 +101,25 @@ fn evaluate(t: &mut Typer, now: Instant) -> Outcome {
 }
 
 impl Typing {
-    /// `typing_start` from a member, through this node (`origin` `None`) or
-    /// another. Renewals extend the lease silently. Returns false (and
-    /// changes nothing) if `profile` is no longer a member.
+    /// `typing_start` from a member, through this node (`from` `None`) or
+    /// another (its name and the start's stamp). Renewals extend the lease
+    /// silently. Returns the stamp to publish, or `None` (and changes
+    /// nothing) if `profile` is no longer a member.
     pub fn start(
         &self,
         p: &Presence,
         conversation: Uuid,
         profile: Arc<Profile>,
         members: Ids,
-        origin: Option<Arc<str>>,
-    ) -> bool {
+        from: Option<(Arc<str>, u64)>,
+    ) -> Option<u64> {
         let now = Instant::now();
         let user = profile.id;
         // `members` was loaded before the caller awaited; the admin API may
         // have removed this user since, and the cache then knows better.
         let members = p.directory.cached_members(&conversation).unwrap_or(members);
         if members.binary_search(&user).is_err() {
-            return false;
+            return None;
         }
         let mut conv = self
             .conversations
@@ -132,6 +142,7 @@ impl Typing {
                     window_until: now,
                     rate_window: Duration::ZERO,
                     origin: None,
+                    stamp: 0,
                 });
                 self.by_user.entry(user).or_default().push(conversation);
                 conv.typers.len() - 1
@@ -150,7 +161,23 @@ impl Typing {
         });
         let t = &mut conv.typers[idx];
         t.profile = profile;
-        t.origin = origin;
+        // Two nodes whose starts crossed agree on the later one (ties: each
+        // keeps its own), so one of them always stops it when the user
+        // leaves, instead of each waiting for the other.
+        match from {
+            None => {
+                let floor = if renewal { t.stamp + 1 } else { 0 };
+                t.stamp = wall_millis().max(floor);
+                t.origin = None;
+            }
+            Some((node, stamp)) => {
+                if !renewal || stamp > t.stamp {
+                    t.stamp = stamp;
+                    t.origin = Some(node);
+                }
+            }
+        }
+        let stamp = t.stamp;
         t.lease_until = now + decision.lease;
         t.rate_window = p.policies.typing_limits().rate_window;
         if !renewal {
@@ -158,7 +185,14 @@ impl Typing {
             t.quiet = !decision.broadcast;
         }
         self.settle(p, conversation, &mut conv, idx, now);
-        true
+        Some(stamp)
+    }
+
+    /// The stamp of `user`'s latest start in `conversation` known here, as
+    /// a start through this node publishes it.
+    pub fn stamp(&self, conversation: Uuid, user: Uuid) -> Option<u64> {
+        let conv = self.conversations.get(&conversation)?;
+        conv.typers.iter().find(|t| t.user == user).map(|t| t.stamp)
     }
 
     /// `typing_stop`, a lapsed connection, or a sent message.
@@ -432,6 +466,7 @@ mod tests {
             window_until: now,
             rate_window: Duration::from_secs(1),
             origin: None,
+            stamp: 0,
         }
     }
 

@@ -23,6 +23,13 @@ use uuid::Uuid;
 
 use super::reference::Rules;
 
+/// A typing event a node publishes: a start with its stamp, or a stop.
+#[derive(Debug, Clone, Copy)]
+pub enum Sent {
+    Start(u64),
+    Stop,
+}
+
 /// Sessions a user may hold; with two nodes, slot `i` connects to node `i`.
 pub const SLOTS: usize = 2;
 /// Plenty: a model test never lets a session lag behind.
@@ -280,28 +287,33 @@ impl World {
 
     /// A client's `typing_start`/`typing_stop`; true if accepted.
     pub async fn typing(&self, u: usize, slot: usize, c: usize, start: bool) -> bool {
-        let accepted = self.typing_here(u, slot, c, start).await;
-        if accepted {
-            self.relay_typing(self.node_of(slot), u, c, start).await;
+        let sent = self.typing_here(u, slot, c, start).await;
+        if let Some(sent) = sent {
+            self.relay_typing(self.node_of(slot), u, c, sent).await;
         }
-        accepted
+        sent.is_some()
     }
 
-    /// The typing event on its own node only, as if the relay were slow.
-    pub async fn typing_here(&self, u: usize, slot: usize, c: usize, start: bool) -> bool {
+    /// The typing event on its own node only, as if the relay were slow;
+    /// what the node publishes if it was accepted.
+    pub async fn typing_here(&self, u: usize, slot: usize, c: usize, start: bool) -> Option<Sent> {
         let p = &self.nodes[self.node_of(slot)].p;
         let (user, conversation) = (self.users[u], self.conversations[c]);
         no_advance(p.typing(user, Some(user), conversation, start))
             .await
-            .is_ok()
+            .ok()?;
+        Some(match start {
+            true => Sent::Start(p.typing.stamp(conversation, user).expect("a typer")),
+            false => Sent::Stop,
+        })
     }
 
     /// What the other nodes apply when a typing event from `from` arrives.
-    pub async fn relay_typing(&self, from: usize, u: usize, c: usize, start: bool) {
+    pub async fn relay_typing(&self, from: usize, u: usize, c: usize, sent: Sent) {
         let (user, conversation) = (self.users[u], self.conversations[c]);
-        if !start {
+        let Sent::Start(stamp) = sent else {
             return self.relay_stop(from, conversation, user);
-        }
+        };
         let origin = self.nodes[from].name.clone();
         for (_, other) in self.nodes.iter().enumerate().filter(|(i, _)| *i != from) {
             let q = &other.p;
@@ -310,8 +322,13 @@ impl World {
                 (profile, q.directory.members(conversation).await.unwrap())
             })
             .await;
-            q.typing
-                .start(q, conversation, profile, members, Some(origin.clone()));
+            q.typing.start(
+                q,
+                conversation,
+                profile,
+                members,
+                Some((origin.clone(), stamp)),
+            );
         }
     }
 
