@@ -394,6 +394,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn a_scripts_answer_reads_as_users_gone_and_status_changes() {
@@ -422,14 +423,23 @@ mod tests {
     /// A node on the test Redis under a prefix of its own; `None` (after
     /// printing `skipped: …`) without `PRESENCE_TEST_REDIS_URL`.
     async fn node(test: &str) -> Option<(Arc<Cluster>, redis::aio::MultiplexedConnection)> {
+        node_as(test, &format!("t{}", Uuid::new_v4().simple()), "a").await
+    }
+
+    /// Node `id` of the cluster under `prefix`.
+    async fn node_as(
+        test: &str,
+        prefix: &str,
+        id: &str,
+    ) -> Option<(Arc<Cluster>, redis::aio::MultiplexedConnection)> {
         let Ok(url) = std::env::var("PRESENCE_TEST_REDIS_URL") else {
             println!("skipped: {test}: PRESENCE_TEST_REDIS_URL is not set");
             return None;
         };
         let config = super::super::ClusterConfig {
             redis_url: url.clone(),
-            prefix: format!("t{}", Uuid::new_v4().simple()),
-            node_id: "a".into(),
+            prefix: prefix.to_owned(),
+            node_id: id.into(),
             lease: std::time::Duration::from_secs(5),
             heartbeat: std::time::Duration::from_secs(1),
         };
@@ -499,6 +509,38 @@ mod tests {
             .unwrap();
         assert!(!sync, "the sync set is gone once the state is whole");
         node.update_whole(false, Vec::new()).await.unwrap();
+    }
+
+    /// A user leaves node A, then node B, but B's offline reaches Redis
+    /// last with the earlier last seen (B's grace ran first; A's write
+    /// came first): the cluster announces the later one, which A's users
+    /// were shown, so every node says the same.
+    #[tokio::test]
+    async fn a_user_leaving_two_nodes_was_last_seen_when_the_later_left() {
+        let test = "a_user_leaving_two_nodes_was_last_seen_when_the_later_left";
+        let prefix = format!("t{}", Uuid::new_v4().simple());
+        let Some((a, _)) = node_as(test, &prefix, "a").await else {
+            return;
+        };
+        let (b, _) = node_as(test, &prefix, "b").await.unwrap();
+        a.register().await.unwrap();
+        b.register().await.unwrap();
+        let user = Uuid::new_v4();
+        let at = |ms| Utc.timestamp_millis_opt(ms).unwrap();
+        let left = |ms| vec![(user, String::new(), Some(at(ms)))];
+        a.update("", online(&[user])).await.unwrap().unwrap();
+        b.update("", online(&[user])).await.unwrap().unwrap();
+        let a_left = a.update("", left(2_000)).await.unwrap().unwrap();
+        assert!(a_left.changes.is_empty(), "still online on B");
+        let b_left = b.update("", left(1_000)).await.unwrap().unwrap();
+        assert_eq!(b_left.changes.len(), 1);
+        assert_eq!(b_left.changes[0].status, Status::Offline);
+        assert_eq!(
+            b_left.changes[0].last_seen.map(|t| t.timestamp_millis()),
+            Some(2_000)
+        );
+        a.update_whole(false, Vec::new()).await.unwrap();
+        b.update_whole(false, Vec::new()).await.unwrap();
     }
 
     /// A burst of connections keeps the subscriptions busy (here: their

@@ -67,11 +67,13 @@ local function apply(node, user, value, seen, force, replay, now)
     redis.call('SADD', P .. ':node:' .. node, user)
   end
   local st, act, s = agg(key)
+  -- Kept even while other nodes still hold the user: whichever node they
+  -- leave last, their last seen is the latest of every node's.
+  if seen and (not s or seen > s) then
+    s = seen
+    redis.call('HSET', key, '_seen', int(s))
+  end
   if st == 'offline' then
-    if seen and (not s or seen > s) then
-      s = seen
-      redis.call('HSET', key, '_seen', int(s))
-    end
     redis.call('PEXPIRE', key, SEEN_TTL_MS)
   else
     redis.call('PERSIST', key)
