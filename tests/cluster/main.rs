@@ -7,6 +7,7 @@
 mod admin;
 mod crash;
 mod failover;
+mod model;
 mod plugins;
 mod redis_outage;
 mod status;
