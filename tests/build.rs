@@ -26,6 +26,10 @@ fn main() {
                 "PRESENCE_TEST_HOSTILE_TYPING_WASM",
             ),
             component(
+                "presence-panicking-typing-policy",
+                "PRESENCE_TEST_PANICKING_TYPING_WASM",
+            ),
+            component(
                 "presence-hostile-privacy-policy",
                 "PRESENCE_TEST_HOSTILE_PRIVACY_WASM",
             ),

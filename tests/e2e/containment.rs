@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// Locales for which the hostile typing policy's `format-typers` misbehaves:
-/// loop, alloc, panic, env, clock, garbage (see `tests/plugins/hostile-typing`).
-const BAD_LOCALES: [&str; 6] = ["qlo", "qal", "qpa", "qen", "qcl", "qga"];
+/// loop, alloc, panic, file, clock, garbage (see `tests/plugins/hostile-typing`).
+const BAD_LOCALES: [&str; 6] = ["qlo", "qal", "qpa", "qfs", "qcl", "qga"];
 /// The bad locales whose calls trap (garbage returns, and is refused after).
-const TRAPPING_LOCALES: [&str; 5] = ["qlo", "qal", "qpa", "qen", "qcl"];
+const TRAPPING_LOCALES: [&str; 5] = ["qlo", "qal", "qpa", "qfs", "qcl"];
 /// What the host answers when `format-typers` fails (`policy/fallback.rs`).
 const FALLBACK_TEXT: &str = "Ann is typing…";
 /// What the hostile typing policy answers for a well-behaved locale.
@@ -263,4 +263,71 @@ async fn a_plugin_that_keeps_answering_garbage_is_rolled_back() {
         typing["sha256"], builtin,
         "rolled back after the streak: {typing}"
     );
+}
+
+/// A plugin author sees why their plugin failed: the panic's own message
+/// reaches `presence plugin check`, the refused install and the listing.
+#[tokio::test]
+async fn a_plugins_panic_message_reaches_check_install_and_the_listing() {
+    let panicking = env!("PRESENCE_TEST_PANICKING_TYPING_WASM");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(presence_e2e::cluster::presence_binary())
+        .args(["plugin", "check", "--slot", "typing", panicking])
+        .env("PRESENCE_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("format-typers") && said.contains("panicked at") && said.contains("boom"),
+        "check says which call panicked and with what: {said}"
+    );
+
+    let app = spawn_app().await;
+    let (status, body) = app
+        .upload_plugin("typing", std::fs::read(panicking).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("boom"), "the refused install says why: {msg}");
+
+    // A serving plugin's failures, each with its cause, in the listing.
+    install(&app, "typing", env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).await;
+    assert!(slot(&app, "typing").await["last_failure"].is_null());
+    let ann = app.user("Ann").await;
+    let mut a = app.connect(ann).await;
+    for (locale, cause) in [
+        ("qpa", "hostile-typing: asked to panic for 1 typers"),
+        ("qfs", "wasi:filesystem"),
+        ("qcl", "wasi:clocks/wall-clock"),
+    ] {
+        let victim = app.user(&format!("Vic-{locale}")).await;
+        let conversation = app.conversation(&[ann, victim]).await;
+        let mut v = connect_in(&app, victim, locale).await;
+        a.send("typing_start", json!({"conversation_id": conversation}))
+            .await;
+        assert_eq!(typing_in(&mut v, conversation).await["text"], FALLBACK_TEXT);
+        let failure = &slot(&app, "typing").await["last_failure"];
+        assert_eq!(failure["function"], "format-typers", "{failure}");
+        let message = failure["message"].as_str().unwrap();
+        assert!(message.contains(cause), "`{locale}`: {message}");
+        v.close().await;
+    }
+}
+
+/// What Rust's standard library does by itself works in a plugin: a
+/// `HashMap` (seeded by the host), the environment (empty) and `eprintln!`.
+#[tokio::test]
+async fn a_plugin_may_use_hashmaps_the_environment_and_stderr() {
+    let app = spawn_app().await;
+    install(&app, "typing", env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).await;
+    let (ann, bob) = (app.user("Ann").await, app.user("Bob").await);
+    let mut a = app.connect(ann).await;
+    let mut b = connect_in(&app, bob, "qhm").await;
+    let conversation = app.conversation(&[ann, bob]).await;
+    a.send("typing_start", json!({"conversation_id": conversation}))
+        .await;
+    assert_eq!(typing_in(&mut b, conversation).await["text"], PLUGIN_TEXT);
+    let typing = slot(&app, "typing").await;
+    assert_eq!(typing["failures"], 0, "{typing}");
 }

@@ -268,6 +268,21 @@ pub struct PluginSlot {
     latency_p50_us: Option<f64>,
     latency_p99_us: Option<f64>,
     peak_memory_bytes: u64,
+    /// The latest failed call of this component; `null` if none failed.
+    last_failure: Option<PluginFailure>,
+}
+
+/// A failed plugin call.
+#[derive(Serialize, ToSchema)]
+pub struct PluginFailure {
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    at: DateTime<Utc>,
+    /// The export called, e.g. `format-typers`.
+    function: &'static str,
+    /// Why: the plugin's panic message (`panicked at src/lib.rs:9:9: boom`),
+    /// the WASI call it is not given, or the limit it hit.
+    message: String,
 }
 
 impl From<&SlotInfo> for PluginSlot {
@@ -283,6 +298,11 @@ impl From<&SlotInfo> for PluginSlot {
             latency_p50_us: s.latency_p50.map(|d| d.as_secs_f64() * 1e6),
             latency_p99_us: s.latency_p99.map(|d| d.as_secs_f64() * 1e6),
             peak_memory_bytes: s.peak_memory as u64,
+            last_failure: s.last_failure.as_ref().map(|f| PluginFailure {
+                at: f.at,
+                function: f.function,
+                message: f.message.clone(),
+            }),
         }
     }
 }

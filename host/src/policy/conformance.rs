@@ -45,8 +45,9 @@ pub(super) fn typing(t: &Loaded<TypingWorld>) -> anyhow::Result<usize> {
         other_typers: 0,
         renewal: false,
     };
-    let Ok(decision) = super::typing_start(t, start) else {
-        bail!("on-typing-start trapped")
+    let decision = match super::typing_start(t, start) {
+        Ok(d) => d,
+        Err(e) => bail!("on-typing-start failed: {}", e.why),
     };
     within(
         "the lease of a first start",
@@ -56,7 +57,7 @@ pub(super) fn typing(t: &Loaded<TypingWorld>) -> anyhow::Result<usize> {
 
     let summary = |names: &[&str], locale: &str| match super::format_typers(t, names, locale) {
         Ok(s) => Ok(s),
-        Err(_) => bail!("format-typers({names:?}, {locale:?}) failed"),
+        Err(e) => bail!("format-typers({names:?}, {locale:?}) failed: {}", e.why),
     };
     let nobody = summary(&[], "en")?;
     ensure!(
@@ -140,8 +141,9 @@ pub(super) fn privacy(p: &Loaded<PrivacyWorld>) -> anyhow::Result<usize> {
             subject,
             last_seen_age_secs: Some(120),
         };
-        let Ok(view) = super::privacy_view(p, &request) else {
-            bail!("view trapped for {what}")
+        let view = match super::privacy_view(p, &request) {
+            Ok(v) => v,
+            Err(e) => bail!("view failed for {what}: {}", e.why),
         };
         let shown = !matches!(view.last_seen, LastSeenView::Hidden);
         if visible {

@@ -176,6 +176,7 @@ impl PolicyEngine {
                 .trap_on_grow_failure(true)
                 .build(),
             peak_memory: 0,
+            output: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
@@ -217,12 +218,14 @@ impl Drop for PolicyEngine {
     }
 }
 
-/// What one store carries: only its resource limits (and the high-water
-/// mark of its memory, for operators). Plugins get no host state at all.
+/// What one store carries: its resource limits, the high-water mark of its
+/// memory (for operators), and what the plugin wrote to stderr or stdout
+/// since the host last read it (see `wasi`).
 pub(super) struct StoreState {
     limits: StoreLimits,
     /// Largest linear memory this store was allowed to grow to, in bytes.
     pub(super) peak_memory: usize,
+    pub(super) output: Vec<u8>,
 }
 
 impl ResourceLimiter for StoreState {

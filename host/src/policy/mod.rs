@@ -19,6 +19,7 @@ mod conformance;
 mod engine;
 pub mod fallback;
 mod slot;
+mod wasi;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -275,6 +276,18 @@ pub struct SlotInfo {
     pub latency_p99: Option<Duration>,
     /// Largest linear memory an instance of this component grew to.
     pub peak_memory: usize,
+    /// The latest failed call, if any.
+    pub last_failure: Option<Failure>,
+}
+
+/// A failed plugin call, as operators see it.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub at: DateTime<Utc>,
+    /// The export called, e.g. `format-typers`.
+    pub function: &'static str,
+    /// Why, in one line: a panic's message, the import called, the limit hit.
+    pub message: String,
 }
 
 /// What [`Policies::check`] found out about a component.
@@ -576,7 +589,7 @@ impl Policies {
                 broadcast: d.broadcast,
                 lease: d.lease.clamp(MIN_TYPING_LEASE, MAX_TYPING_LEASE),
             })
-            .unwrap_or_else(|Trapped| {
+            .unwrap_or_else(|_| {
                 self.rolled_back(Slot::Typing, self.typing.after_failure(&typing));
                 fallback::typing_decision()
             })
@@ -586,7 +599,7 @@ impl Policies {
     /// typing, the recipient excluded. `locale` is a BCP 47 tag.
     pub fn format_typers(&self, names: &[&str], locale: &str) -> String {
         self.try_format_typers(names, locale)
-            .unwrap_or_else(|Trapped| fallback::format_typers(names, locale))
+            .unwrap_or_else(|_| fallback::format_typers(names, locale))
     }
 
     fn try_format_typers(&self, names: &[&str], locale: &str) -> Result<String, Trapped> {
@@ -608,9 +621,9 @@ impl Policies {
                     .put(&typing.sha256, hash, names, locale, &summary);
                 Ok(summary)
             }
-            Err(Trapped) => {
+            Err(trapped) => {
                 self.rolled_back(Slot::Typing, self.typing.after_failure(&typing));
-                Err(Trapped)
+                Err(trapped)
             }
         }
     }
@@ -645,7 +658,7 @@ impl Policies {
                     .unwrap_or(tag.len());
                 Arc::from(&tag[..end])
             }
-            (Err(Trapped), _) => Arc::from(tag.as_str()),
+            (Err(_), _) => Arc::from(tag.as_str()),
         };
         let mut locales = self.locales.lock();
         if locales.sha256 != sha256 {
@@ -675,7 +688,7 @@ impl Policies {
     /// (unless it is their own).
     pub fn privacy_view(&self, request: &ViewRequest) -> View {
         let privacy = self.privacy.current();
-        privacy_view(&privacy, request).unwrap_or_else(|Trapped| {
+        privacy_view(&privacy, request).unwrap_or_else(|_| {
             self.rolled_back(Slot::Privacy, self.privacy.after_failure(&privacy));
             fallback::privacy_view(request)
         })
@@ -732,8 +745,7 @@ fn format_typers(
         TypingWorld::format_typers(instance, store, names, locale)
     })?;
     if summary.len() > MAX_SUMMARY_BYTES {
-        typing.reject(FUNCTION, &format!("a {}-byte summary", summary.len()));
-        return Err(Trapped);
+        return Err(typing.reject(FUNCTION, &format!("a {}-byte summary", summary.len())));
     }
     typing.accept(FUNCTION);
     Ok(summary)
@@ -748,11 +760,10 @@ fn privacy_view(privacy: &Loaded<PrivacyWorld>, request: &ViewRequest) -> Result
     if let LastSeenView::Approximate(label) = &view.last_seen
         && (label.is_empty() || label.len() > MAX_LABEL_BYTES)
     {
-        privacy.reject(
+        return Err(privacy.reject(
             FUNCTION,
             &format!("a {}-byte approximate label", label.len()),
-        );
-        return Err(Trapped);
+        ));
     }
     privacy.accept(FUNCTION);
     Ok(view)

@@ -21,7 +21,9 @@ use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::engine::{Limits, PolicyEngine, StoreState, to_anyhow};
-use super::{ACCEPTED_WIT, AUTO_ROLLBACK_AFTER, MAX_COMPONENT_BYTES, Slot, SlotInfo};
+use super::{
+    ACCEPTED_WIT, AUTO_ROLLBACK_AFTER, Failure, MAX_COMPONENT_BYTES, Slot, SlotInfo, wasi,
+};
 
 /// Most instances kept per component: enough for every core to call at once
 /// without waiting; each costs one store and its linear memory.
@@ -52,9 +54,15 @@ pub(super) trait World: 'static {
 }
 
 /// A failed plugin call: already logged and counted; the caller picks the
-/// fallback.
+/// fallback. Says why: a panic's message, the import called, the limit hit.
 #[derive(Debug)]
-pub(super) struct Trapped;
+pub(super) struct Trapped {
+    pub(super) why: String,
+}
+
+/// Lines of plugin output logged per component and second; the rest are
+/// counted as dropped.
+const LOG_LINES_PER_SECOND: u32 = 20;
 
 /// One instance ready for calls, with the store that owns it.
 struct Live<W: World> {
@@ -90,12 +98,18 @@ pub(super) struct Loaded<W: World> {
     latency: Latency,
     /// Largest linear memory any instance grew to, in bytes.
     peak_memory: AtomicUsize,
+    last_failure: Mutex<Option<Failure>>,
+    /// The second (since loading) whose output lines are being counted, and
+    /// how many were logged in it.
+    log_second: AtomicU64,
+    log_lines: AtomicU32,
 }
 
 impl<W: World> Loaded<W> {
     /// Compiles and validates `bytes` as a component of world `W`: it must
-    /// implement the world, instantiate with every import trapping (no WASI,
-    /// no host functions), and answer its once-per-component calls.
+    /// implement the world, instantiate with every import trapping but the
+    /// standard library's stand-ins (`wasi`), and answer its
+    /// once-per-component calls.
     pub(super) fn load(
         engine: &Arc<PolicyEngine>,
         limits: Limits,
@@ -113,6 +127,7 @@ impl<W: World> Loaded<W> {
             .map_err(to_anyhow)
             .context("not a valid WebAssembly component")?;
         let mut linker = Linker::new(wasm);
+        wasi::define(&mut linker, &component)?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(to_anyhow)
@@ -130,12 +145,13 @@ impl<W: World> Loaded<W> {
 
         let mut store = engine.store(&limits);
         let instance = W::instantiate(&pre, &mut store)
-            .map_err(to_anyhow)
+            .map_err(|e| explained(e, &mut store))
             .context("instantiation failed")?;
         store.set_epoch_deadline(engine.deadline(limits.deadline_ticks));
         let cached = W::cache(&instance, &mut store)
-            .map_err(to_anyhow)
+            .map_err(|e| explained(e, &mut store))
             .context("its configuration call failed")?;
+        store.data_mut().output.clear();
 
         let size = thread::available_parallelism().map_or(1, NonZeroUsize::get);
         let pool: Box<[_]> = (0..size.clamp(1, MAX_POOL))
@@ -161,6 +177,9 @@ impl<W: World> Loaded<W> {
             streaks: [const { AtomicU32::new(0) }; STREAKS],
             latency: Latency::default(),
             peak_memory: AtomicUsize::new(peak),
+            last_failure: Mutex::new(None),
+            log_second: AtomicU64::new(0),
+            log_lines: AtomicU32::new(0),
         })
     }
 
@@ -192,7 +211,10 @@ impl<W: World> Loaded<W> {
                 let mut store = self.engine.store(&self.limits);
                 match W::instantiate(&self.pre, &mut store) {
                     Ok(instance) => Live { store, instance },
-                    Err(error) => return Err(self.failed(function, &error)),
+                    Err(error) => {
+                        let why = format!("{:#}", explained(error, &mut store));
+                        return Err(self.failed(function, why));
+                    }
                 }
             }
         };
@@ -209,10 +231,44 @@ impl<W: World> Loaded<W> {
             .fetch_max(store.data().peak_memory, Ordering::Relaxed);
         match result {
             Ok(result) => {
+                if !store.data().output.is_empty() {
+                    let output = std::mem::take(&mut store.data_mut().output);
+                    self.log_output(function, &output);
+                }
                 *entry = Some(Live { store, instance });
                 Ok(result)
             }
-            Err(error) => Err(self.failed(function, &error)),
+            Err(error) => {
+                let why = format!("{:#}", explained(error, &mut store));
+                Err(self.failed(function, why))
+            }
+        }
+    }
+
+    /// What a call wrote to stderr or stdout, into the host's log under the
+    /// component's sha256, a bounded number of lines per second.
+    fn log_output(&self, function: &'static str, output: &[u8]) {
+        let second = self
+            .loaded_at
+            .signed_duration_since(Utc::now())
+            .num_seconds()
+            .unsigned_abs();
+        if self.log_second.swap(second, Ordering::Relaxed) != second {
+            self.log_lines.store(0, Ordering::Relaxed);
+        }
+        for line in String::from_utf8_lossy(output)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            if self.log_lines.fetch_add(1, Ordering::Relaxed) >= LOG_LINES_PER_SECOND {
+                return;
+            }
+            tracing::info!(
+                slot = W::SLOT.as_str(),
+                sha256 = %self.sha256,
+                function,
+                "plugin: {line}"
+            );
         }
     }
 
@@ -222,21 +278,26 @@ impl<W: World> Loaded<W> {
         self.streaks[streak_index(function)].store(0, Ordering::Relaxed);
     }
 
-    pub(super) fn reject(&self, function: &'static str, reason: &str) {
-        let Trapped = self.failed(function, &format_args!("unusable answer: {reason}"));
+    pub(super) fn reject(&self, function: &'static str, reason: &str) -> Trapped {
+        self.failed(function, format!("unusable answer: {reason}"))
     }
 
-    fn failed(&self, function: &'static str, error: &dyn std::fmt::Display) -> Trapped {
+    fn failed(&self, function: &'static str, why: String) -> Trapped {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.streaks[streak_index(function)].fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             slot = W::SLOT.as_str(),
             sha256 = %self.sha256,
             function,
-            error = %format_args!("{error:#}"),
+            error = %why,
             "policy call failed; using the built-in fallback"
         );
-        Trapped
+        *self.last_failure.lock() = Some(Failure {
+            at: Utc::now(),
+            function,
+            message: why.clone(),
+        });
+        Trapped { why }
     }
 
     /// The first free entry, so a quiet process keeps reusing one warm
@@ -263,6 +324,7 @@ impl<W: World> Loaded<W> {
             latency_p50: self.latency.quantile(0.50),
             latency_p99: self.latency.quantile(0.99),
             peak_memory: self.peak_memory.load(Ordering::Relaxed),
+            last_failure: self.last_failure.lock().clone(),
         }
     }
 
@@ -271,6 +333,17 @@ impl<W: World> Loaded<W> {
         self.streaks
             .iter()
             .any(|s| s.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER)
+    }
+}
+
+/// Why a call failed, in one line: the guest's panic message when it wrote
+/// one, else the error's cause (a trap, an import that is not provided, a
+/// limit), without the wasm backtrace around it.
+fn explained(error: wasmtime::Error, store: &mut Store<StoreState>) -> anyhow::Error {
+    let output = std::mem::take(&mut store.data_mut().output);
+    match wasi::why(&output) {
+        Some(why) => anyhow::anyhow!(why),
+        None => anyhow::anyhow!("{}", to_anyhow(error).root_cause()),
     }
 }
 

@@ -11,9 +11,10 @@
 //! | `qlo` (loop)    | never returns (spins until the host's CPU deadline)    |
 //! | `qal` (alloc)   | allocates until the host's memory cap stops it         |
 //! | `qpa` (panic)   | panics                                                 |
-//! | `qen` (env)     | reads `$HOME` (a WASI import, which the host traps)    |
+//! | `qfs` (file)    | reads a file (a WASI import, which the host traps)     |
 //! | `qcl` (clock)   | reads the wall clock (a WASI import, likewise)         |
 //! | `qga` (garbage) | answers a 5000-byte "summary" (over the host's 1 KiB)  |
+//! | `qhm` (std)     | counts names in a `HashMap`, reads `$HOME`, `eprintln!`s, then answers as below (all work) |
 //! | otherwise | answers [`MARKER`]-tagged English, e.g. `Ann is typing… [hostile-typing]` |
 //!
 //! Every other locale passes the host's conformance vectors, so the
@@ -38,7 +39,8 @@ impl TypingPolicy for Policy {
             "qlo" => spin(),
             "qal" => hoard(),
             "qpa" => panic!("hostile-typing: asked to panic for {} typers", names.len()),
-            "qen" => format!("{:?}", std::env::var("HOME")),
+            "qfs" => format!("{:?}", std::fs::read("/etc/hostname")),
+            "qhm" => with_std(names),
             "qcl" => format!("{:?}", std::time::SystemTime::now()),
             "qga" => "x".repeat(GARBAGE_BYTES),
             _ => summary(names),
@@ -47,6 +49,18 @@ impl TypingPolicy for Policy {
 }
 
 presence_plugin_sdk::export_typing_policy!(Policy);
+
+/// What the standard library offers a plugin: a `HashMap` (its seed), the
+/// environment (empty) and stderr (the host's log).
+fn with_std(names: &[String]) -> String {
+    let mut seen = std::collections::HashMap::new();
+    for n in names {
+        *seen.entry(n.as_str()).or_insert(0u32) += 1;
+    }
+    assert!(std::env::var("HOME").is_err(), "the environment is empty");
+    eprintln!("hostile-typing: {} distinct names", seen.len());
+    summary(names)
+}
 
 /// Burns CPU forever; only the host's epoch deadline ends it.
 fn spin() -> ! {
