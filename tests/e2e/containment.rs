@@ -152,6 +152,8 @@ async fn repeated_failures_roll_the_slot_back_to_the_last_good_plugin() {
         "five failures in a row restore the previous component: {typing}"
     );
     assert_eq!(typing["source"], "builtin");
+    let reason = typing["rolled_back"][0]["reason"].as_str().unwrap();
+    assert_eq!(reason, "5 failed calls in a row of format-typers");
 
     // The built-in policy serves the next event: Thai for a Thai recipient
     // (the hostile one answered tagged English, the fallback plain English).
@@ -330,4 +332,51 @@ async fn a_plugin_may_use_hashmaps_the_environment_and_stderr() {
     assert_eq!(typing_in(&mut b, conversation).await["text"], PLUGIN_TEXT);
     let typing = slot(&app, "typing").await;
     assert_eq!(typing["failures"], 0, "{typing}");
+}
+
+/// A plugin broken for one locale only never fails five calls in a row
+/// while other recipients' calls succeed in between; the failure rate rolls
+/// it back, and the listing keeps what it did.
+#[tokio::test]
+async fn a_plugin_broken_for_one_locale_is_rolled_back_by_its_failure_rate() {
+    let app = spawn_app().await;
+    let builtin = slot(&app, "typing").await["sha256"].clone();
+    let hostile = install(&app, "typing", env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).await;
+    let (ann, bob, pat) = (
+        app.user("Ann").await,
+        app.user("Bob").await,
+        app.user("Pat").await,
+    );
+    let mut a = app.connect(ann).await;
+    let mut b = connect_in(&app, bob, "en").await;
+    let mut p = connect_in(&app, pat, "qpa").await;
+    // Each broadcast: `on-typing-start` and Bob's wording succeed, Pat's
+    // fails. One conversation each, so no rate window coalesces a start.
+    let mut rounds = 0;
+    loop {
+        let conversation = app.conversation(&[ann, bob, pat]).await;
+        a.send("typing_start", json!({"conversation_id": conversation}))
+            .await;
+        assert_eq!(typing_in(&mut p, conversation).await["text"], FALLBACK_TEXT);
+        typing_in(&mut b, conversation).await;
+        rounds += 1;
+        let typing = slot(&app, "typing").await;
+        if typing["sha256"] != hostile || rounds == 40 {
+            break;
+        }
+    }
+    let typing = slot(&app, "typing").await;
+    assert_eq!(typing["sha256"], builtin, "rolled back: {typing}");
+    // Pat's locale was also tried once when Pat connected (to settle it).
+    assert_eq!(rounds, 19, "at the 20th failure among its latest calls");
+    let gone = &typing["rolled_back"][0];
+    assert_eq!(gone["sha256"], hostile, "{typing}");
+    let reason = gone["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("20 of its last 100 calls failed"),
+        "{reason}"
+    );
+    assert_eq!(gone["failures"], 20);
+    let why = gone["last_failure"]["message"].as_str().unwrap();
+    assert!(why.contains("asked to panic"), "{why}");
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::extract::{Admin, Body, Path, Upload, parse_uuid};
 use crate::error::{ApiError, Okay, Refused, ok};
-use crate::policy::{Slot, SlotInfo};
+use crate::policy::{Failure, Slot, SlotInfo};
 use crate::protocol::ser_time;
 
 type Reply<T> = Result<Json<Okay<T>>, ApiError>;
@@ -270,6 +270,25 @@ pub struct PluginSlot {
     peak_memory_bytes: u64,
     /// The latest failed call of this component; `null` if none failed.
     last_failure: Option<PluginFailure>,
+    /// Components this node rolled back automatically because they kept
+    /// failing, most recent last (up to 8).
+    rolled_back: Vec<PluginRolledBack>,
+}
+
+/// A component rolled back automatically, as it stood then.
+#[derive(Serialize, ToSchema)]
+pub struct PluginRolledBack {
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
+    at: DateTime<Utc>,
+    /// The rule it broke: `5 failed calls in a row of format-typers`, or
+    /// `20 of its last 100 calls failed`.
+    reason: String,
+    sha256: String,
+    source: String,
+    calls: u64,
+    failures: u64,
+    last_failure: Option<PluginFailure>,
 }
 
 /// A failed plugin call.
@@ -298,11 +317,30 @@ impl From<&SlotInfo> for PluginSlot {
             latency_p50_us: s.latency_p50.map(|d| d.as_secs_f64() * 1e6),
             latency_p99_us: s.latency_p99.map(|d| d.as_secs_f64() * 1e6),
             peak_memory_bytes: s.peak_memory as u64,
-            last_failure: s.last_failure.as_ref().map(|f| PluginFailure {
-                at: f.at,
-                function: f.function,
-                message: f.message.clone(),
-            }),
+            last_failure: s.last_failure.as_ref().map(PluginFailure::from),
+            rolled_back: s
+                .rolled_back
+                .iter()
+                .map(|r| PluginRolledBack {
+                    at: r.at,
+                    reason: r.reason.clone(),
+                    sha256: r.component.sha256.clone(),
+                    source: r.component.source.clone(),
+                    calls: r.component.calls,
+                    failures: r.component.failures,
+                    last_failure: r.component.last_failure.as_ref().map(PluginFailure::from),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Failure> for PluginFailure {
+    fn from(f: &Failure) -> PluginFailure {
+        PluginFailure {
+            at: f.at,
+            function: f.function,
+            message: f.message.clone(),
         }
     }
 }

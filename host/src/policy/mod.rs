@@ -61,6 +61,10 @@ pub const ACCEPTED_WIT: &str = "presence:policy@0.1.0";
 /// A component that fails this many calls in a row is rolled back to the
 /// one it replaced (the built-in fallback answers meanwhile).
 pub const AUTO_ROLLBACK_AFTER: u32 = 5;
+/// A component with this many failures among its latest calls (failed,
+/// out of) is rolled back too: one that fails only for some inputs (one
+/// locale) never fails 5 in a row while other calls succeed in between.
+pub const AUTO_ROLLBACK_RATE: (u32, u32) = (20, 100);
 /// Largest component accepted. The defaults are under 100 KiB; this only
 /// keeps a mistaken upload from being compiled.
 pub const MAX_COMPONENT_BYTES: usize = 16 * 1024 * 1024;
@@ -278,6 +282,20 @@ pub struct SlotInfo {
     pub peak_memory: usize,
     /// The latest failed call, if any.
     pub last_failure: Option<Failure>,
+    /// Components this slot rolled back automatically, most recent last
+    /// (empty where the info is of one component).
+    pub rolled_back: Vec<RolledBack>,
+}
+
+/// A component rolled back because it kept failing.
+#[derive(Clone, Debug)]
+pub struct RolledBack {
+    pub at: DateTime<Utc>,
+    /// Which rule: `5 failed calls in a row of format-typers`, `20 of its
+    /// last 100 calls failed`.
+    pub reason: String,
+    /// Its calls, failures and last failure when it was rolled back.
+    pub component: Box<SlotInfo>,
 }
 
 /// A failed plugin call, as operators see it.
@@ -706,11 +724,7 @@ impl Policies {
     }
 
     pub fn slots(&self) -> Vec<SlotInfo> {
-        vec![
-            self.typing.current().info(),
-            self.status.current().info(),
-            self.privacy.current().info(),
-        ]
+        vec![self.typing.info(), self.status.info(), self.privacy.info()]
     }
 }
 

@@ -22,7 +22,8 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::engine::{Limits, PolicyEngine, StoreState, to_anyhow};
 use super::{
-    ACCEPTED_WIT, AUTO_ROLLBACK_AFTER, Failure, MAX_COMPONENT_BYTES, Slot, SlotInfo, wasi,
+    ACCEPTED_WIT, AUTO_ROLLBACK_AFTER, AUTO_ROLLBACK_RATE, Failure, MAX_COMPONENT_BYTES,
+    RolledBack, Slot, SlotInfo, wasi,
 };
 
 /// Most instances kept per component: enough for every core to call at once
@@ -99,6 +100,9 @@ pub(super) struct Loaded<W: World> {
     /// Largest linear memory any instance grew to, in bytes.
     peak_memory: AtomicUsize,
     last_failure: Mutex<Option<Failure>>,
+    /// The outcomes of the latest calls, newest in bit 0 (1: failed); see
+    /// [`AUTO_ROLLBACK_RATE`].
+    recent: Mutex<Recent>,
     /// The second (since loading) whose output lines are being counted, and
     /// how many were logged in it.
     log_second: AtomicU64,
@@ -178,6 +182,7 @@ impl<W: World> Loaded<W> {
             latency: Latency::default(),
             peak_memory: AtomicUsize::new(peak),
             last_failure: Mutex::new(None),
+            recent: Mutex::new(Recent::default()),
             log_second: AtomicU64::new(0),
             log_lines: AtomicU32::new(0),
         })
@@ -276,6 +281,7 @@ impl<W: World> Loaded<W> {
     /// The caller found the answer of `function` usable: its streak ends.
     pub(super) fn accept(&self, function: &'static str) {
         self.streaks[streak_index(function)].store(0, Ordering::Relaxed);
+        self.recent.lock().push(false);
     }
 
     pub(super) fn reject(&self, function: &'static str, reason: &str) -> Trapped {
@@ -285,6 +291,7 @@ impl<W: World> Loaded<W> {
     fn failed(&self, function: &'static str, why: String) -> Trapped {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.streaks[streak_index(function)].fetch_add(1, Ordering::Relaxed);
+        self.recent.lock().push(true);
         tracing::warn!(
             slot = W::SLOT.as_str(),
             sha256 = %self.sha256,
@@ -325,14 +332,43 @@ impl<W: World> Loaded<W> {
             latency_p99: self.latency.quantile(0.99),
             peak_memory: self.peak_memory.load(Ordering::Relaxed),
             last_failure: self.last_failure.lock().clone(),
+            rolled_back: Vec::new(),
         }
     }
 
-    /// Too many failures in a row to keep serving.
-    fn failing(&self) -> bool {
-        self.streaks
+    /// Why this component should stop serving, if it should: too many
+    /// failures of one function in a row, or too many among its latest calls.
+    fn failing(&self) -> Option<String> {
+        if let Some(i) = self
+            .streaks
             .iter()
-            .any(|s| s.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER)
+            .position(|s| s.load(Ordering::Relaxed) >= AUTO_ROLLBACK_AFTER)
+        {
+            let function = STREAK_FUNCTIONS.get(i).copied().unwrap_or("a function");
+            return Some(format!(
+                "{AUTO_ROLLBACK_AFTER} failed calls in a row of {function}"
+            ));
+        }
+        let (failed, of) = AUTO_ROLLBACK_RATE;
+        let recent = self.recent.lock().failed();
+        (recent >= failed).then(|| format!("{recent} of its last {of} calls failed"))
+    }
+}
+
+/// Outcomes of the last [`AUTO_ROLLBACK_RATE`]`.1` calls, one bit each.
+#[derive(Default)]
+struct Recent {
+    bits: u128,
+}
+
+impl Recent {
+    fn push(&mut self, failed: bool) {
+        let window = AUTO_ROLLBACK_RATE.1;
+        self.bits = ((self.bits << 1) | u128::from(failed)) & ((1u128 << window) - 1);
+    }
+
+    fn failed(&self) -> u32 {
+        self.bits.count_ones()
     }
 }
 
@@ -427,6 +463,9 @@ pub(super) struct SlotCell<W: World> {
     current: ArcSwap<Loaded<W>>,
     /// Most recent last; the lock also serializes replacements.
     history: Mutex<Vec<Arc<Loaded<W>>>>,
+    /// Components rolled back automatically, most recent last, with their
+    /// failures as they stood.
+    rolled_back: Mutex<Vec<RolledBack>>,
 }
 
 impl<W: World> SlotCell<W> {
@@ -434,7 +473,15 @@ impl<W: World> SlotCell<W> {
         SlotCell {
             current: ArcSwap::from_pointee(loaded),
             history: Mutex::new(Vec::new()),
+            rolled_back: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What serves the slot, and what was rolled back automatically.
+    pub(super) fn info(&self) -> SlotInfo {
+        let mut info = self.current().info();
+        info.rolled_back = self.rolled_back.lock().clone();
+        info
     }
 
     /// The component to call now; it stays alive for the guard's lifetime
@@ -457,12 +504,11 @@ impl<W: World> SlotCell<W> {
     }
 
     /// After a failed call: when `failed` has failed [`AUTO_ROLLBACK_AFTER`]
-    /// times in a row and still serves, go back to the component before it;
-    /// returns that one's sha256 then.
+    /// times in a row or too often lately ([`AUTO_ROLLBACK_RATE`]) and still
+    /// serves, go back to the component before it; returns that one's
+    /// sha256 then.
     pub(super) fn after_failure(&self, failed: &Arc<Loaded<W>>) -> Option<String> {
-        if !failed.failing() {
-            return None;
-        }
+        let reason = failed.failing()?;
         let mut history = self.history.lock();
         if !Arc::ptr_eq(&self.current.load(), failed) {
             return None; // Already replaced or rolled back.
@@ -473,8 +519,17 @@ impl<W: World> SlotCell<W> {
             slot = W::SLOT.as_str(),
             failing = %failed.sha256,
             restored = %previous.sha256,
-            "policy failed {AUTO_ROLLBACK_AFTER} calls in a row; rolled back automatically"
+            "policy rolled back automatically: {reason}"
         );
+        let mut kept = self.rolled_back.lock();
+        kept.push(RolledBack {
+            at: Utc::now(),
+            reason,
+            component: Box::new(failed.info()),
+        });
+        if kept.len() > HISTORY {
+            kept.remove(0);
+        }
         let restored = previous.sha256.clone();
         self.current.store(previous);
         Some(restored)
