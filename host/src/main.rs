@@ -8,7 +8,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -17,5 +17,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    presence::cli::run(presence::cli::Cli::parse()).await
+    match presence::cli::run(presence::cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reason and its causes on one line; a backtrace (even with
+        // RUST_BACKTRACE=1) tells an operator nothing they can act on.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -165,7 +165,7 @@ fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("refused") && said.contains("privacy-policy"),
+        said.contains("refused") && said.contains("into the status slot"),
         "{said}"
     );
 }

@@ -59,8 +59,8 @@ async fn a_refused_plugin_says_why_and_the_old_one_keeps_serving() {
     assert_eq!(body["error"]["code"], "plugin_rejected");
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("typing-policy"),
-        "names the world it should implement: {msg}"
+        msg.contains("this is a status plugin") && msg.contains("into the status slot"),
+        "says which slot it is for: {msg}"
     );
 
     let (status, body) = app.upload_plugin("typing", b"\0asm garbage".to_vec()).await;
@@ -267,4 +267,99 @@ fn a_swapped_typing_component_words_the_summaries_afresh() {
         .rollback(Slot::Typing)
         .expect("the built-in is kept");
     assert_eq!(policies.format_typers(&names, "en"), default);
+}
+
+/// `presence plugin install|list|rollback` against a running server, as an
+/// operator types them: what they print, and what they say when they fail.
+#[tokio::test]
+async fn the_plugin_commands_talk_to_a_server_and_say_what_to_do_when_they_cannot() {
+    let app = spawn_app().await;
+    let server = format!("http://{}", app.addr);
+    let hostile = env!("PRESENCE_TEST_HOSTILE_TYPING_WASM");
+    let data_dir = tempfile::tempdir().unwrap();
+    // The server runs on this test's runtime: the commands must not block it.
+    let run = async |args: &[&str], key: Option<&str>| {
+        let mut cmd = tokio::process::Command::new(presence_e2e::cluster::presence_binary());
+        cmd.args(["plugin"])
+            .args(args)
+            .env_remove("PRESENCE_ADMIN_KEY")
+            .env("PRESENCE_DATA_DIR", data_dir.path())
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LOG", "warn");
+        if let Some(k) = key {
+            cmd.env("PRESENCE_ADMIN_KEY", k);
+        }
+        let out = cmd.output().await.unwrap();
+        let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), said(&out.stdout), said(&out.stderr))
+    };
+    let with_key = Some(ADMIN_KEY);
+
+    let (ok, out, err) = run(
+        &["install", "typing", hostile, "--server", &server],
+        with_key,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let sha256 = serde_json::from_str::<Value>(&out).unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = run(
+        &["install", "typing", hostile, "--server", &server],
+        with_key,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("already active"), "{out}");
+
+    let (ok, out, _) = run(&["list", "--server", &server], with_key).await;
+    assert!(ok);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("SLOT") && header.contains("LAST FAILURE"),
+        "{out}"
+    );
+    let typing = lines.find(|l| l.starts_with("typing")).unwrap();
+    assert!(
+        typing.contains("upload") && typing.contains(&sha256[..12]),
+        "{out}"
+    );
+    let (_, json, _) = run(&["list", "--json", "--server", &server], with_key).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&json).unwrap()[0]["slot"],
+        "typing"
+    );
+
+    // The second upload added no history: one rollback reaches the built-in.
+    let (ok, _, err) = run(&["rollback", "typing", "--server", &server], with_key).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["rollback", "typing", "--server", &server], with_key).await;
+    assert!(!ok && err.contains("409"), "{err}");
+
+    // Failures say what to try, on one line, without a backtrace.
+    let closed = format!("http://127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let (ok, _, err) = run(&["list", "--server", &closed], with_key).await;
+    assert!(!ok && err.contains("--server"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line, no backtrace: {err}");
+    let (ok, _, err) = run(&["list", "--server", &server], Some("wrong")).await;
+    assert!(!ok && err.contains("refused the admin key"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line, no backtrace: {err}");
+    let (ok, _, err) = run(&["list", "--server", &server], None).await;
+    assert!(
+        !ok && err.contains("no admin key") && err.contains("PRESENCE_DATA_DIR"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(data_dir.path()).unwrap().next().is_none(),
+        "a client command created no secret"
+    );
+    let (_, _, err) = run(&["check", "--slot", "privacy", hostile], None).await;
+    assert!(err.contains("install it into the typing slot"), "{err}");
+    let (_, help, _) = run(&["rollback", "--help"], None).await;
+    assert!(help.contains("The slot to roll back"), "{help}");
 }

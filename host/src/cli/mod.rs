@@ -88,6 +88,7 @@ enum PluginCommand {
     },
     /// Validate a component for a slot exactly as the server would, without a server.
     Check {
+        /// The component (`.wasm`) to validate.
         file: PathBuf,
         /// typing, status or privacy; by default taken from the file name (`typing.wasm`).
         #[arg(long)]
@@ -95,18 +96,24 @@ enum PluginCommand {
     },
     /// Upload a component to a running server, which validates and swaps it in.
     Install {
+        /// The slot to serve: typing, status or privacy.
         slot: Slot,
+        /// The component (`.wasm`) to upload.
         file: PathBuf,
         #[command(flatten)]
         server: Server,
     },
-    /// What runs in each slot of a running server.
+    /// What runs in each slot of a running server, as a table.
     List {
+        /// Print the admin API's answer as JSON instead.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: Server,
     },
     /// Return a slot of a running server to its previous component.
     Rollback {
+        /// The slot to roll back: typing, status or privacy.
         slot: Slot,
         #[command(flatten)]
         server: Server,
@@ -118,7 +125,8 @@ pub struct Server {
     /// Base URL of the server; by default the configured listen address.
     #[arg(long)]
     pub server: Option<String>,
-    /// Admin key; by default the configured or generated one.
+    /// Admin key; by default the configured one, or the one the server
+    /// generated in its data directory (PRESENCE_DATA_DIR).
     #[arg(long, env = "PRESENCE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 }
@@ -191,6 +199,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// The admin key a client command sends: the configured one, or the one the
+/// server generated in its data directory. Never generates one: a key made
+/// here would only be refused.
+pub fn existing_admin_key(config: &Config) -> anyhow::Result<String> {
+    if let Some(k) = &config.admin_key {
+        return Ok(k.clone());
+    }
+    let path = config.data_dir.join("admin_key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) => Ok(k.trim().to_owned()),
+        Err(_) => anyhow::bail!(
+            "no admin key: pass --admin-key or set PRESENCE_ADMIN_KEY, or point \
+             PRESENCE_DATA_DIR at the server's data directory (no {} here)",
+            path.display()
+        ),
+    }
+}
+
 pub fn admin_key(config: &Config) -> anyhow::Result<String> {
     Ok(match &config.admin_key {
         Some(k) => k.clone(),
@@ -217,7 +243,7 @@ async fn plugin(command: PluginCommand, config: &Config) -> anyhow::Result<()> {
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             client::install(&server, config, slot, bytes).await
         }
-        PluginCommand::List { server } => client::list(&server, config).await,
+        PluginCommand::List { json, server } => client::list(&server, config, json).await,
         PluginCommand::Rollback { slot, server } => client::rollback(&server, config, slot).await,
     }
 }

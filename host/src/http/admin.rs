@@ -365,7 +365,7 @@ pub async fn plugins(State(state): State<AppState>, _: Admin) -> Reply<Vec<Plugi
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The component (any content type, such as application/wasm), at most 16 MiB"),
     responses(
-        (status = 200, body = Okay<PluginSlot>),
+        (status = 200, body = Okay<InstalledPlugin>),
         (status = 400, description = "Unknown slot", body = Refused),
         (status = 401, description = "No admin key", body = Refused),
         (status = 413, description = "Over 16 MiB"),
@@ -376,10 +376,23 @@ pub async fn install_plugin(
     _: Admin,
     Path(slot): Path<String>,
     Upload(body): Upload,
-) -> Reply<PluginSlot> {
+) -> Reply<InstalledPlugin> {
     let slot = parse_slot(&slot)?;
-    let info = state.presence.install_plugin(slot, body).await?;
-    Ok(ok(PluginSlot::from(&info)))
+    let installed = state.presence.install_plugin(slot, body).await?;
+    Ok(ok(InstalledPlugin {
+        already_active: installed.already_active,
+        slot: PluginSlot::from(&installed.info),
+    }))
+}
+
+/// What an upload did to its slot.
+#[derive(Serialize, ToSchema)]
+pub struct InstalledPlugin {
+    /// The upload was the component already serving the slot: nothing
+    /// changed, and no rollback history was added.
+    already_active: bool,
+    #[serde(flatten)]
+    slot: PluginSlot,
 }
 
 /// Return a slot to its previous component.

@@ -35,6 +35,21 @@ mod privacy {
     wasmtime::component::bindgen!({ path: "../wit", world: "privacy-policy" });
 }
 
+/// The slot whose world `pre` implements, if any: to tell an operator who
+/// chose the wrong slot which one the component is for.
+pub(super) fn slot_of(pre: &InstancePre<StoreState>) -> Option<(Slot, &'static str)> {
+    if TypingWorld::pre(pre.clone()).is_ok() {
+        return Some((Slot::Typing, TypingWorld::NAME));
+    }
+    if StatusWorld::pre(pre.clone()).is_ok() {
+        return Some((Slot::Status, StatusWorld::NAME));
+    }
+    if PrivacyWorld::pre(pre.clone()).is_ok() {
+        return Some((Slot::Privacy, PrivacyWorld::NAME));
+    }
+    None
+}
+
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }

@@ -723,6 +723,16 @@ impl Policies {
         }
     }
 
+    /// What serves `slot`, if it is the component with this hash.
+    pub fn serving(&self, slot: Slot, sha256: &str) -> Option<SlotInfo> {
+        let info = match slot {
+            Slot::Typing => self.typing.info(),
+            Slot::Status => self.status.info(),
+            Slot::Privacy => self.privacy.info(),
+        };
+        (info.sha256 == sha256).then_some(info)
+    }
+
     pub fn slots(&self) -> Vec<SlotInfo> {
         vec![self.typing.info(), self.status.info(), self.privacy.info()]
     }

@@ -127,25 +127,34 @@ impl<W: World> Loaded<W> {
         );
         let sha256 = hex::encode(Sha256::digest(bytes));
         let wasm = engine.engine();
-        let component = Component::from_binary(wasm, bytes)
-            .map_err(to_anyhow)
-            .context("not a valid WebAssembly component")?;
+        let component =
+            Component::from_binary(wasm, bytes).map_err(|e| not_a_component(bytes, e))?;
         let mut linker = Linker::new(wasm);
         wasi::define(&mut linker, &component)?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(to_anyhow)
             .context("cannot stub the component's imports")?;
+        let not_this = || {
+            format!(
+                "not a {} component (this server accepts {ACCEPTED_WIT})",
+                W::NAME
+            )
+        };
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(W::pre)
             .map_err(to_anyhow)
-            .with_context(|| {
-                format!(
-                    "not a {} component (this server accepts {ACCEPTED_WIT})",
-                    W::NAME
-                )
-            })?;
+            .with_context(not_this)?;
+        let pre = match W::pre(pre.clone()) {
+            Ok(pre) => pre,
+            Err(e) => match super::bindings::slot_of(&pre) {
+                Some((slot, world)) => anyhow::bail!(
+                    "this is a {slot} plugin ({world}), not a {} one: install it into the {slot} slot",
+                    W::SLOT
+                ),
+                None => return Err(to_anyhow(e).context(not_this())),
+            },
+        };
 
         let mut store = engine.store(&limits);
         let instance = W::instantiate(&pre, &mut store)
@@ -370,6 +379,26 @@ impl Recent {
     fn failed(&self) -> u32 {
         self.bits.count_ones()
     }
+}
+
+/// Why `bytes` did not compile, in one line, without the parser's dump.
+fn not_a_component(bytes: &[u8], error: wasmtime::Error) -> anyhow::Error {
+    const MAGIC: &[u8] = b"\0asm";
+    if !bytes.starts_with(MAGIC) {
+        return anyhow::anyhow!(
+            "not a WebAssembly component: the file does not start with `\\0asm`"
+        );
+    }
+    // Bytes 4..8: version 1 and layer 0 make a core module; a component is
+    // layer 1.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return anyhow::anyhow!(
+            "a core WebAssembly module, not a component: build the plugin for `--target wasm32-wasip2`"
+        );
+    }
+    let cause = to_anyhow(error).root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or_default().to_owned();
+    anyhow::anyhow!("not a valid WebAssembly component: {cause}")
 }
 
 /// Why a call failed, in one line: the guest's panic message when it wrote

@@ -34,11 +34,35 @@ pub enum PluginChange {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// What an install did.
+pub struct Installed {
+    pub info: SlotInfo,
+    /// The component already served the slot: nothing changed, and no
+    /// rollback history was added.
+    pub already_active: bool,
+}
+
 impl Presence {
     /// Validates `bytes` for `slot` and swaps it in, here and on every node.
-    pub async fn install_plugin(&self, slot: Slot, bytes: Bytes) -> Result<SlotInfo, PluginChange> {
-        self.install_plugin_from(slot, bytes, UPLOAD_SOURCE.to_owned())
-            .await
+    pub async fn install_plugin(
+        &self,
+        slot: Slot,
+        bytes: Bytes,
+    ) -> Result<Installed, PluginChange> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(info) = self.policies.serving(slot, &sha256) {
+            return Ok(Installed {
+                info,
+                already_active: true,
+            });
+        }
+        let info = self
+            .install_plugin_from(slot, bytes, UPLOAD_SOURCE.to_owned())
+            .await?;
+        Ok(Installed {
+            info,
+            already_active: false,
+        })
     }
 
     /// As [`install_plugin`](Self::install_plugin), naming where it came from.
