@@ -154,6 +154,19 @@ fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
         said.contains("valid typing plugin") && said.contains("conformance vectors passed"),
         "{said}"
     );
+    // What it decided, so an author sees the effect without a server.
+    for decision in [
+        "limits: lease 5 s, rate window 1 s",
+        "first start, 2 members: announced, lease 5 s",
+        "en: \"Ann is typing…\" | \"Ann and Bob are typing…\"",
+        "th: \"Ann กำลังพิมพ์...\"",
+    ] {
+        assert!(said.contains(decision), "{decision} in {said}");
+    }
+    assert!(
+        !said.contains("\nde: "),
+        "a locale worded as English is not repeated: {said}"
+    );
 
     let wrong = dir.path().join("privacy.wasm");
     std::fs::write(&wrong, presence::policy::Slot::Status.builtin_component()).unwrap();

@@ -42,6 +42,10 @@ pub fn run(file: &std::path::Path, slot: Option<Slot>, config: &Config) -> anyho
                 us(report.info.latency_p99),
                 report.info.peak_memory / 1024,
             );
+            println!("decisions:");
+            for line in &report.decisions {
+                println!("  {line}");
+            }
             Ok(())
         }
         Err(rejected) => anyhow::bail!("refused: {rejected}"),

@@ -16,6 +16,7 @@
 
 mod bindings;
 mod conformance;
+mod decisions;
 mod engine;
 pub mod fallback;
 mod slot;
@@ -315,6 +316,8 @@ pub struct CheckReport {
     pub vectors: usize,
     /// The candidate's calls while validating, with their latency and memory.
     pub info: SlotInfo,
+    /// What it decided for representative inputs, one line each.
+    pub decisions: Vec<String>,
 }
 
 /// The three policy slots; `Send + Sync`, shared as `Arc<Policies>`.
@@ -560,19 +563,25 @@ impl Policies {
             p: &Policies,
             bytes: &[u8],
             vectors: impl Fn(&Loaded<W>) -> anyhow::Result<usize>,
+            decisions: impl Fn(&Loaded<W>) -> Vec<String>,
         ) -> anyhow::Result<CheckReport> {
             let loaded =
                 Loaded::<W>::load(&p.engine, p.limits.validating(), bytes, "check".to_owned())?;
             let vectors = vectors(&loaded)?;
+            // Measured before the decisions add their calls.
+            let info = loaded.info();
             Ok(CheckReport {
                 vectors,
-                info: loaded.info(),
+                info,
+                decisions: decisions(&loaded),
             })
         }
         match slot {
-            Slot::Typing => run::<TypingWorld>(self, bytes, conformance::typing),
-            Slot::Status => run::<StatusWorld>(self, bytes, conformance::status),
-            Slot::Privacy => run::<PrivacyWorld>(self, bytes, conformance::privacy),
+            Slot::Typing => run::<TypingWorld>(self, bytes, conformance::typing, decisions::typing),
+            Slot::Status => run::<StatusWorld>(self, bytes, conformance::status, decisions::status),
+            Slot::Privacy => {
+                run::<PrivacyWorld>(self, bytes, conformance::privacy, decisions::privacy)
+            }
         }
         .map_err(Rejected)
     }
