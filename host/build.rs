@@ -29,10 +29,6 @@ fn main() {
                 env: "PRESENCE_DEFAULT_PRIVACY_WASM",
             },
         ],
-        &[
-            workspace.join("plugins"),
-            workspace.join("wit"),
-            workspace.join("migrations"),
-        ],
+        &[workspace.join("plugins"), workspace.join("migrations")],
     );
 }

@@ -46,10 +46,6 @@ fn main() {
                 "PRESENCE_EXAMPLE_MOBILE_STATUS_WASM",
             ),
         ],
-        &[
-            manifest.join("plugins"),
-            workspace.join("plugins"),
-            workspace.join("wit"),
-        ],
+        &[manifest.join("plugins"), workspace.join("plugins")],
     );
 }

@@ -26,6 +26,6 @@ fn main() {
                 env: "PRESENCE_BENCH_LARGE_GROUPS_TYPING_WASM",
             },
         ],
-        &[workspace.join("plugins"), workspace.join("wit")],
+        &[workspace.join("plugins")],
     );
 }

@@ -1,4 +1,4 @@
-//! The generated bindings of `wit/policy.wit`, sealed in here: one `bindgen!`
+//! The generated bindings of `plugins/sdk/wit/policy.wit`, sealed in here: one `bindgen!`
 //! per world, and the conversions between the generated types and ours.
 //!
 //! Conversions are lossless; judging what a guest declared (clamping a lease,
@@ -20,7 +20,7 @@ use crate::model::{PrivacySettings, Visibility};
 
 mod typing {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../plugins/sdk/wit",
         world: "typing-policy",
         // `format-typers` then takes `&[&str]`: no `String` per name per call.
         ownership: Borrowing { duplicate_if_necessary: false },
@@ -28,11 +28,11 @@ mod typing {
 }
 
 mod status {
-    wasmtime::component::bindgen!({ path: "../wit", world: "status-policy" });
+    wasmtime::component::bindgen!({ path: "../plugins/sdk/wit", world: "status-policy" });
 }
 
 mod privacy {
-    wasmtime::component::bindgen!({ path: "../wit", world: "privacy-policy" });
+    wasmtime::component::bindgen!({ path: "../plugins/sdk/wit", world: "privacy-policy" });
 }
 
 /// The slot whose world `pre` implements, if any: to tell an operator who

@@ -1,5 +1,5 @@
 //! The policy runtime: the three WebAssembly policy slots (`typing`,
-//! `status`, `privacy`, world `presence:policy@0.1.0` in `wit/`) and the
+//! `status`, `privacy`, world `presence:policy@0.1.0` in `plugins/sdk/wit/`) and the
 //! plain Rust API the rest of the host calls them through.
 //!
 //! # Layout

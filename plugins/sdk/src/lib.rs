@@ -1,7 +1,7 @@
 //! Write a presence policy plugin as one trait impl and one macro call.
 //!
 //! The host (SPEC §7) has three policy slots, each a WebAssembly component of
-//! one world of `presence:policy@0.1.0` (`wit/policy.wit`). This crate owns
+//! one world of `presence:policy@0.1.0` (`wit/policy.wit` in this crate). This crate owns
 //! the generated bindings for all three and hands plugin authors plain types,
 //! a trait per slot whose default methods behave exactly like the default
 //! plugin, and an export macro per slot. A plugin overrides only what it
@@ -61,3 +61,20 @@
 pub mod privacy;
 pub mod status;
 pub mod typing;
+
+#[cfg(test)]
+mod version {
+    /// SDK 0.1.x speaks `presence:policy@0.1.0`: authors pick the SDK by the
+    /// contract their servers accept.
+    #[test]
+    fn the_sdk_version_is_the_wit_version_it_speaks() {
+        let wit = include_str!("../wit/policy.wit");
+        let package = wit
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("package presence:policy@"))
+            .expect("a package line")
+            .trim_end_matches(';');
+        let minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+        assert_eq!(minor(package), minor(env!("CARGO_PKG_VERSION")));
+    }
+}

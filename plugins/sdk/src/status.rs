@@ -7,7 +7,7 @@
 #[allow(unsafe_code)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "status-policy",
         // The export macro runs in the plugin crate, not here.
         pub_export_macro: true,
