@@ -258,3 +258,72 @@ fn plugin_new_scaffolds_a_crate_that_builds_and_passes_check() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("valid typing plugin"), "{said}");
 }
+
+/// `presence plugin new` inside a workspace adds a member (one target
+/// directory for every plugin), and the artefact paths it prints are where
+/// the build puts the components.
+#[test]
+fn plugin_new_inside_a_workspace_adds_members_that_build_where_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    std::fs::write(ws.join("Cargo.toml"), "[workspace]\nresolver = \"3\"\n").unwrap();
+    // The same dependency versions as this workspace: no registry look-up.
+    std::fs::copy(
+        Path::new(WORKSPACE).join("Cargo.lock"),
+        ws.join("Cargo.lock"),
+    )
+    .unwrap();
+    let mut made = Vec::new();
+    for (slot, name, under) in [("privacy", "first", "."), ("typing", "second", "more")] {
+        let out = presence(ws)
+            .args(["plugin", "new", slot, name, "--dir", under])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("a member of the workspace"), "{said}");
+        let check = said
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("presence plugin check "))
+            .unwrap_or_else(|| panic!("no check step in {said}"));
+        let wasm = check.split(' ').next().unwrap().to_owned();
+        made.push((slot, ws.join(under).join(name), wasm));
+    }
+    let manifest = std::fs::read_to_string(ws.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("\"first\"") && manifest.contains("\"more/second\""),
+        "{manifest}"
+    );
+    assert!(
+        !std::fs::read_to_string(made[0].1.join("Cargo.toml"))
+            .unwrap()
+            .contains("[workspace]"),
+        "a member has no workspace of its own"
+    );
+
+    let out = presence_plugin_build::nested_cargo_build(ws, &ws.join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the workspace does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (slot, krate, wasm) in made {
+        let path = krate.join(&wasm);
+        assert!(path.is_file(), "{} not built", path.display());
+        let out = presence(&krate)
+            .args(["plugin", "check", &wasm, "--slot", slot])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -72,7 +72,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Scaffold a plugin crate for a slot in <dir>/<name>, ready to build.
+    /// Scaffold a plugin crate for a slot in <dir>/<name>, ready to build; inside
+    /// a Cargo workspace, as a member of it.
     New {
         /// typing, status or privacy.
         slot: Slot,

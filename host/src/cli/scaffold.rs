@@ -4,7 +4,10 @@
 //! a README with the build, check and install commands.
 //!
 //! The crate has its own `[workspace]` table so it builds wherever it lives,
-//! and depends on the SDK by absolute path (the SDK is not published).
+//! and depends on the SDK by absolute path. Written inside an existing
+//! workspace (a `Cargo.toml` with a `[workspace]` table at or above where it
+//! goes), it joins that workspace as a member instead, sharing its target
+//! directory, so a second plugin builds in seconds.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -123,13 +126,21 @@ pub struct Created {
     pub dir: PathBuf,
     /// The files written, relative to [`dir`](Self::dir).
     pub files: Vec<&'static str>,
+    /// The workspace it joined as a member, if it did.
+    pub workspace: Option<PathBuf>,
+    /// From the crate directory to the target directory it builds into.
+    pub target: String,
 }
 
 impl Created {
     /// Where `cargo build --release --target wasm32-wasip2` puts the
     /// component, relative to the crate directory.
     pub fn wasm(&self) -> String {
-        wasm_path(&self.name)
+        format!(
+            "{}/{}",
+            self.target,
+            wasm_path(&self.name).trim_start_matches("target/")
+        )
     }
 
     /// What to run next, one command a line.
@@ -153,6 +164,13 @@ impl Created {
             self.name,
             self.dir.display()
         );
+        if let Some(w) = &self.workspace {
+            let _ = writeln!(
+                out,
+                "a member of the workspace in {} (its target directory is shared)",
+                w.display()
+            );
+        }
         for f in &self.files {
             let _ = writeln!(out, "  {f}");
         }
@@ -257,19 +275,104 @@ pub fn create(slot: Slot, name: &str, parent: &Path, sdk: &Path) -> anyhow::Resu
             return Err(e).with_context(|| format!("reading {}", dir.display()));
         }
     }
-    let files = files(slot, name, sdk)?;
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("creating {}", dir.join("src").display()))?;
+    let absolute = dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    // The SDK's own workspace (a presence checkout) is not a plugin's.
+    let workspace = enclosing_workspace(&absolute).filter(|w| !sdk.starts_with(w));
+    let member = workspace
+        .as_ref()
+        .and_then(|w| absolute.strip_prefix(w).ok().map(Path::to_path_buf));
+    let target = match &member {
+        Some(m) => {
+            let up = m.components().count();
+            format!("{}target", "../".repeat(up))
+        }
+        None => "target".to_owned(),
+    };
+    let mut files = files(slot, name, sdk)?;
+    if member.is_some() {
+        let wasm = format!("{target}/{}", wasm_path(name).trim_start_matches("target/"));
+        for (file, text) in files.iter_mut() {
+            match *file {
+                "Cargo.toml" => *text = as_member(text),
+                "README.md" => *text = text.replace(&wasm_path(name), &wasm),
+                _ => {}
+            }
+        }
+        files.retain(|(f, _)| *f != ".gitignore");
+    }
     for (file, text) in &files {
         let path = dir.join(file);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let (Some(w), Some(m)) = (&workspace, &member) {
+        add_member(w, m)?;
     }
     Ok(Created {
         slot,
         name: name.to_owned(),
         dir,
         files: files.iter().map(|(f, _)| *f).collect(),
+        workspace,
+        target,
     })
+}
+
+/// The nearest directory at or above `dir` whose `Cargo.toml` has a
+/// `[workspace]` table.
+fn enclosing_workspace(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().skip(1).find_map(|d| {
+        let manifest = std::fs::read_to_string(d.join("Cargo.toml")).ok()?;
+        manifest
+            .lines()
+            .any(|l| l.trim() == "[workspace]")
+            .then(|| d.to_path_buf())
+    })
+}
+
+/// A standalone crate's manifest without its own `[workspace]` table.
+fn as_member(manifest: &str) -> String {
+    match manifest.find("\n# A workspace of its own") {
+        Some(at) => format!("{}\n", manifest[..at].trim_end()),
+        None => manifest.to_owned(),
+    }
+}
+
+/// Lists `member` (relative to `workspace`) in the workspace's `members`.
+fn add_member(workspace: &Path, member: &Path) -> anyhow::Result<()> {
+    let path = workspace.join("Cargo.toml");
+    let manifest =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let entry = toml_string(
+        member
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", member.display()))?,
+    );
+    let table = manifest
+        .find("[workspace]")
+        .context("no [workspace] table")?;
+    let after = table + "[workspace]".len();
+    // The `members` key of the workspace table, if it has one.
+    let members = manifest[after..]
+        .find("\nmembers")
+        .map(|i| after + i)
+        .filter(|&i| !manifest[after..i].contains("\n["));
+    let updated = match members.and_then(|i| manifest[i..].find('[').map(|j| i + j + 1)) {
+        Some(open) => {
+            let rest = manifest[open..].trim_start();
+            let sep = if rest.starts_with(']') { "" } else { ", " };
+            format!("{}{entry}{sep}{}", &manifest[..open], &manifest[open..])
+        }
+        None => format!(
+            "{}\nmembers = [{entry}]{}",
+            &manifest[..after],
+            &manifest[after..]
+        ),
+    };
+    std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The crate's files, path relative to the crate directory and contents.
