@@ -380,3 +380,89 @@ async fn a_plugin_broken_for_one_locale_is_rolled_back_by_its_failure_rate() {
     let why = gone["last_failure"]["message"].as_str().unwrap();
     assert!(why.contains("asked to panic"), "{why}");
 }
+
+/// Pins the calling thread to CPU 0 (with `taskset`, by its thread id).
+fn pin_to_cpu0() {
+    let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = me.file_name().unwrap().to_str().unwrap().to_owned();
+    let status = std::process::Command::new("taskset")
+        .args(["-pc", "0", &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset runs");
+    assert!(status.success(), "taskset -pc 0 {tid}");
+}
+
+/// The call deadline counts the CPU a call used, not the time it waited
+/// for the CPU: on a busy host a plugin is not cut off for waiting (it was,
+/// and then privacy failed closed and typing lost its wording).
+#[test]
+fn a_call_that_waits_for_the_cpu_is_not_cut_off() {
+    use presence::policy::{Policies, PolicyConfig, Slot};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const DEADLINE: Duration = Duration::from_millis(10);
+    let policies = Policies::load(&PolicyConfig {
+        plugin_dir: None,
+        call_deadline: DEADLINE,
+        memory_limit: 64 << 20,
+        cache_dir: None,
+    })
+    .unwrap();
+    let hostile = std::fs::read(env!("PRESENCE_TEST_HOSTILE_TYPING_WASM")).unwrap();
+    policies
+        .install(Slot::Typing, &hostile, "test".into())
+        .unwrap();
+    // Distinct names each call, so no wording comes from the host's cache.
+    let mut n = 0;
+    let mut call = |rounds: u64| {
+        n += 1;
+        let (rounds, tag) = (rounds.to_string(), format!("call-{n}"));
+        let started = Instant::now();
+        let text = policies.format_typers(&[&rounds, &tag], "qsp");
+        (started.elapsed(), text)
+    };
+    // About 4 ms of CPU per call, alone.
+    let mut rounds = 1_000_000u64;
+    for _ in 0..4 {
+        let took = (0..3).map(|_| call(rounds).0).min().unwrap();
+        rounds = (rounds as f64 * 4e-3 / took.as_secs_f64()).max(1.0) as u64;
+    }
+
+    // Eight busy threads and this one share CPU 0.
+    pin_to_cpu0();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                pin_to_cpu0();
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::black_box(());
+                }
+            })
+        })
+        .collect();
+    let walls: Vec<Duration> = (0..5)
+        .map(|_| {
+            let (took, text) = call(rounds);
+            assert!(
+                text.ends_with("[hostile-typing]"),
+                "the plugin's wording: {text}"
+            );
+            took
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    let slow = walls.iter().max().unwrap();
+    assert!(
+        *slow > DEADLINE,
+        "the calls did not wait for the CPU ({walls:?}), so this proves nothing"
+    );
+    let typing = &policies.slots()[0];
+    assert_eq!(typing.failures, 0, "{walls:?}");
+}

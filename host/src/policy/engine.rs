@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use parking_lot::Mutex;
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
 };
 
 /// How often the epoch advances while a call runs: the resolution of the
@@ -177,11 +178,33 @@ impl PolicyEngine {
                 .build(),
             peak_memory: 0,
             output: Vec::new(),
+            budget: limits.cpu,
+            started: thread_cpu_time(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
+        // The epoch measures wall time; the budget is CPU time. A call that
+        // reaches its deadline having waited for the CPU (a busy host) gets
+        // the rest of its budget instead of a trap.
+        store.epoch_deadline_callback(|ctx| {
+            let s = ctx.data();
+            let used = thread_cpu_time().saturating_sub(s.started);
+            match s.budget.checked_sub(used) {
+                Some(left) if !left.is_zero() => Ok(UpdateDeadline::Continue(ticks(left))),
+                _ => Err(wasmtime::Error::msg(format!(
+                    "the call used up its {} ms of CPU",
+                    s.budget.as_millis()
+                ))),
+            }
+        });
         store.set_epoch_deadline(self.deadline(limits.deadline_ticks));
         store
+    }
+
+    /// Starts the deadline of a call (or instantiation) on `store` now.
+    pub(super) fn start_call(&self, store: &mut Store<StoreState>, limits: &Limits) {
+        store.data_mut().started = thread_cpu_time();
+        store.set_epoch_deadline(self.deadline(limits.deadline_ticks));
     }
 }
 
@@ -226,6 +249,31 @@ pub(super) struct StoreState {
     /// Largest linear memory this store was allowed to grow to, in bytes.
     pub(super) peak_memory: usize,
     pub(super) output: Vec<u8>,
+    /// CPU a call may use, and the calling thread's CPU time when it began.
+    budget: Duration,
+    started: Duration,
+}
+
+/// CPU time the calling thread has used; wall time where the platform has
+/// no per-thread clock.
+fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+    #[cfg(not(unix))]
+    {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
+    }
+}
+
+/// Epoch ticks covering `d`, at least one.
+fn ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_micros().div_ceil(EPOCH_TICK.as_micros()))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl ResourceLimiter for StoreState {
@@ -277,14 +325,15 @@ impl ResourceLimiter for StoreState {
 pub(super) struct Limits {
     /// Bytes each linear memory may grow to.
     pub(super) memory: usize,
-    /// Epoch ticks a single call (or instantiation) may run.
+    /// Epoch ticks after which a call's CPU time is first looked at.
     pub(super) deadline_ticks: u64,
+    /// CPU time a single call (or instantiation) may use.
+    pub(super) cpu: Duration,
 }
 
-/// CPU deadline while a component is validated. The deadline is wall-clock
-/// (epoch ticks), so on a busy host a descheduled call could overrun 10 ms
-/// and a good component be refused; validation checks behaviour, and the
-/// per-call deadline applies once it serves.
+/// CPU deadline while a component is validated: validation checks
+/// behaviour (a first call also warms caches), and the per-call deadline
+/// applies once it serves.
 pub(super) const VALIDATION_DEADLINE: Duration = Duration::from_secs(1);
 
 impl Limits {
@@ -300,6 +349,7 @@ impl Limits {
         Limits {
             memory,
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX),
+            cpu: call_deadline,
         }
     }
 }

@@ -160,7 +160,7 @@ impl<W: World> Loaded<W> {
         let instance = W::instantiate(&pre, &mut store)
             .map_err(|e| explained(e, &mut store))
             .context("instantiation failed")?;
-        store.set_epoch_deadline(engine.deadline(limits.deadline_ticks));
+        engine.start_call(&mut store, &limits);
         let cached = W::cache(&instance, &mut store)
             .map_err(|e| explained(e, &mut store))
             .context("its configuration call failed")?;
@@ -236,7 +236,7 @@ impl<W: World> Loaded<W> {
             mut store,
             instance,
         } = live;
-        store.set_epoch_deadline(self.engine.deadline(self.limits.deadline_ticks));
+        self.engine.start_call(&mut store, &self.limits);
         let started = Instant::now();
         let result = call(&instance, &mut store);
         drop(running);

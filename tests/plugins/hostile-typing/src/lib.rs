@@ -14,6 +14,7 @@
 //! | `qfs` (file)    | reads a file (a WASI import, which the host traps)     |
 //! | `qcl` (clock)   | reads the wall clock (a WASI import, likewise)         |
 //! | `qga` (garbage) | answers a 5000-byte "summary" (over the host's 1 KiB)  |
+//! | `qsp` (spin)     | spins as many rounds as the first name says, then answers as below |
 //! | `qhm` (std)     | counts names in a `HashMap`, reads `$HOME`, `eprintln!`s, then answers as below (all work) |
 //! | otherwise | answers [`MARKER`]-tagged English, e.g. `Ann is typing… [hostile-typing]` |
 //!
@@ -41,6 +42,13 @@ impl TypingPolicy for Policy {
             "qpa" => panic!("hostile-typing: asked to panic for {} typers", names.len()),
             "qfs" => format!("{:?}", std::fs::read("/etc/hostname")),
             "qhm" => with_std(names),
+            "qsp" => {
+                let rounds = names.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+                for i in 0..rounds {
+                    black_box(i);
+                }
+                summary(names)
+            }
             "qcl" => format!("{:?}", std::time::SystemTime::now()),
             "qga" => "x".repeat(GARBAGE_BYTES),
             _ => summary(names),
