@@ -139,17 +139,7 @@ fn plugin_check_accepts_a_good_component_and_says_why_it_refuses_another() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("typing.wasm");
     std::fs::write(&good, presence::policy::Slot::Typing.builtin_component()).unwrap();
-    let out = presence(dir.path())
-        .args(["plugin", "check"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = check_passes(dir.path(), &good, None);
     assert!(
         said.contains("valid typing plugin") && said.contains("conformance vectors passed"),
         "{said}"
@@ -234,29 +224,39 @@ fn plugin_new_scaffolds_a_crate_that_builds_and_passes_check() {
     let target_dir = workspace.join("target/scaffold-test");
     let wasm = target_dir.join("wasm32-wasip2/release/my_typing.wasm");
     let _ = std::fs::remove_file(&wasm);
-    let out = presence_plugin_build::nested_cargo_build(&krate, &target_dir)
+    builds(&krate, &target_dir);
+    assert!(wasm.is_file(), "{} not built", wasm.display());
+    let said = check_passes(dir.path(), &wasm, Some("typing"));
+    assert!(said.contains("valid typing plugin"), "{said}");
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir` succeeds.
+fn builds(dir: &Path, target_dir: &Path) {
+    let out = presence_plugin_build::nested_cargo_build(dir, target_dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "the scaffolded crate does not build:\n{}",
+        "{} does not build:\n{}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(wasm.is_file(), "{} not built", wasm.display());
+}
 
-    let out = presence(dir.path())
-        .args(["plugin", "check"])
-        .arg(&wasm)
-        .args(["--slot", "typing"])
-        .output()
-        .unwrap();
+/// `presence plugin check` (run in `dir`) accepts `wasm`; returns what it said.
+fn check_passes(dir: &Path, wasm: &Path, slot: Option<&str>) -> String {
+    let mut cmd = presence(dir);
+    cmd.args(["plugin", "check"]).arg(wasm);
+    if let Some(slot) = slot {
+        cmd.args(["--slot", slot]);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("valid typing plugin"), "{said}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `presence plugin new` inside a workspace adds a member (one target
@@ -305,25 +305,11 @@ fn plugin_new_inside_a_workspace_adds_members_that_build_where_it_says() {
         "a member has no workspace of its own"
     );
 
-    let out = presence_plugin_build::nested_cargo_build(ws, &ws.join("target"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the workspace does not build:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    builds(ws, &ws.join("target"));
     for (slot, krate, wasm) in made {
         let path = krate.join(&wasm);
         assert!(path.is_file(), "{} not built", path.display());
-        let out = presence(&krate)
-            .args(["plugin", "check", &wasm, "--slot", slot])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // As printed: relative to the crate directory.
+        check_passes(&krate, Path::new(&wasm), Some(slot));
     }
 }

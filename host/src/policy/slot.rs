@@ -8,7 +8,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,9 @@ pub(super) struct Loaded<W: World> {
     /// The outcomes of the latest calls, newest in bit 0 (1: failed); see
     /// [`AUTO_ROLLBACK_RATE`].
     recent: Mutex<Recent>,
+    /// Whether `recent` holds a failure: while it does not, a success
+    /// changes nothing there, and an accepted call takes no lock.
+    recent_failed: AtomicBool,
     /// The second (since loading) whose output lines are being counted, and
     /// how many were logged in it.
     log_second: AtomicU64,
@@ -158,11 +161,11 @@ impl<W: World> Loaded<W> {
 
         let mut store = engine.store(&limits);
         let instance = W::instantiate(&pre, &mut store)
-            .map_err(|e| explained(e, &mut store))
+            .map_err(|e| anyhow::anyhow!(explained(e, &mut store)))
             .context("instantiation failed")?;
         engine.start_call(&mut store, &limits);
         let cached = W::cache(&instance, &mut store)
-            .map_err(|e| explained(e, &mut store))
+            .map_err(|e| anyhow::anyhow!(explained(e, &mut store)))
             .context("its configuration call failed")?;
         store.data_mut().output.clear();
 
@@ -192,6 +195,7 @@ impl<W: World> Loaded<W> {
             peak_memory: AtomicUsize::new(peak),
             last_failure: Mutex::new(None),
             recent: Mutex::new(Recent::default()),
+            recent_failed: AtomicBool::new(false),
             log_second: AtomicU64::new(0),
             log_lines: AtomicU32::new(0),
         })
@@ -226,7 +230,7 @@ impl<W: World> Loaded<W> {
                 match W::instantiate(&self.pre, &mut store) {
                     Ok(instance) => Live { store, instance },
                     Err(error) => {
-                        let why = format!("{:#}", explained(error, &mut store));
+                        let why = explained(error, &mut store);
                         return Err(self.failed(function, why));
                     }
                 }
@@ -253,7 +257,7 @@ impl<W: World> Loaded<W> {
                 Ok(result)
             }
             Err(error) => {
-                let why = format!("{:#}", explained(error, &mut store));
+                let why = explained(error, &mut store);
                 Err(self.failed(function, why))
             }
         }
@@ -290,7 +294,16 @@ impl<W: World> Loaded<W> {
     /// The caller found the answer of `function` usable: its streak ends.
     pub(super) fn accept(&self, function: &'static str) {
         self.streaks[streak_index(function)].store(0, Ordering::Relaxed);
-        self.recent.lock().push(false);
+        if self.recent_failed.load(Ordering::Relaxed) {
+            self.record(false);
+        }
+    }
+
+    fn record(&self, failed: bool) {
+        let mut recent = self.recent.lock();
+        recent.push(failed);
+        self.recent_failed
+            .store(recent.failed() > 0, Ordering::Relaxed);
     }
 
     pub(super) fn reject(&self, function: &'static str, reason: &str) -> Trapped {
@@ -300,7 +313,7 @@ impl<W: World> Loaded<W> {
     fn failed(&self, function: &'static str, why: String) -> Trapped {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.streaks[streak_index(function)].fetch_add(1, Ordering::Relaxed);
-        self.recent.lock().push(true);
+        self.record(true);
         tracing::warn!(
             slot = W::SLOT.as_str(),
             sha256 = %self.sha256,
@@ -404,12 +417,9 @@ fn not_a_component(bytes: &[u8], error: wasmtime::Error) -> anyhow::Error {
 /// Why a call failed, in one line: the guest's panic message when it wrote
 /// one, else the error's cause (a trap, an import that is not provided, a
 /// limit), without the wasm backtrace around it.
-fn explained(error: wasmtime::Error, store: &mut Store<StoreState>) -> anyhow::Error {
+fn explained(error: wasmtime::Error, store: &mut Store<StoreState>) -> String {
     let output = std::mem::take(&mut store.data_mut().output);
-    match wasi::why(&output) {
-        Some(why) => anyhow::anyhow!(why),
-        None => anyhow::anyhow!("{}", to_anyhow(error).root_cause()),
-    }
+    wasi::why(&output).unwrap_or_else(|| to_anyhow(error).root_cause().to_string())
 }
 
 /// Functions a world exports that are called per event; others share a slot.
